@@ -1,0 +1,96 @@
+"""Pydantic configuration, one model per concern.
+
+`HypernetConfig` defines a hypernetwork and is saved with its checkpoint; `RuntimeConfig` and
+`GenerationConfig` are how it is run and are never saved with weights (peft's LoraConfig /
+LoraRuntimeConfig split).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+__all__ = ["GenerationConfig", "HypernetConfig", "InternalizerConfig", "RuntimeConfig"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class HypernetConfig(_Strict):
+    """Everything that defines a hypernetwork's weights; saved next to them."""
+
+    target_modules: tuple[str, ...] = Field(
+        default=("mlp.down_proj",),
+        description="Module name suffixes inside each decoder layer that receive a LoRA.",
+        min_length=1,
+    )
+    rank: int = Field(default=8, gt=0, le=256, description="LoRA rank per chunk = latent queries per layer.")
+    width: int = Field(default=512, gt=0, description="Width of the Perceiver's latents.")
+    num_heads: int = Field(default=8, gt=0, description="Attention heads in the Perceiver.")
+    num_blocks: int = Field(default=3, ge=0, le=32, description="Latent self-attention blocks after cross-attention.")
+    mlp_ratio: int = Field(default=4, gt=0, description="Hidden size of the Perceiver MLPs, as a multiple of width.")
+    lora_scale: float = Field(default=1.0, gt=0, description="Constant multiplier of every generated delta.")
+    chunk_tokens: int = Field(default=1024, gt=0, description="Tokens per chunk the hypernetwork reads at once.")
+    chunk_gate: bool = Field(
+        default=True,
+        description="Emit a per-chunk, per-layer gate in (0, 1) so chunks without useful content can switch off "
+        "when many chunk LoRAs are concatenated.",
+    )
+    bias_rank: int = Field(
+        default=0,
+        ge=0,
+        le=64,
+        description="Rank of a learned static LoRA shared by all documents, added once per document (0 = none).",
+    )
+
+    @field_validator("target_modules")
+    @classmethod
+    def _names_are_dotted_suffixes(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for name in value:
+            if not name or name.startswith(".") or name.endswith(".") or " " in name:
+                raise ValueError(f"target module {name!r} is not a dotted module name such as 'mlp.down_proj'")
+        if len(set(value)) != len(value):
+            raise ValueError(f"target_modules has duplicates: {list(value)}")
+        return value
+
+    @model_validator(mode="after")
+    def _heads_divide_width(self) -> HypernetConfig:
+        if self.width % self.num_heads:
+            raise ValueError(f"width ({self.width}) must be divisible by num_heads ({self.num_heads})")
+        return self
+
+
+class RuntimeConfig(_Strict):
+    """Where and in which precision to run; never saved with weights."""
+
+    device: str | None = Field(default=None, description="'cpu', 'cuda', 'cuda:1', ...; None picks CUDA if present.")
+    dtype: Literal["float32", "bfloat16", "float16"] | None = Field(
+        default=None, description="None = float32 on CPU, bfloat16 on GPU."
+    )
+    encode_batch_chunks: int = Field(default=4, gt=0, description="Chunks encoded together when building adapters.")
+
+
+class GenerationConfig(_Strict):
+    """How answers are generated; greedy by default so answers are reproducible."""
+
+    max_new_tokens: int = Field(default=64, gt=0, le=8192, description="Upper bound on generated tokens.")
+    do_sample: bool = Field(default=False, description="Sample instead of greedy decoding.")
+    temperature: float = Field(default=0.7, gt=0, description="Sampling temperature (only with do_sample).")
+    top_p: float = Field(default=0.95, gt=0, le=1, description="Nucleus sampling mass (only with do_sample).")
+    repetition_penalty: float = Field(default=1.0, gt=0, description="1.0 = no penalty.")
+    system_prompt: str | None = Field(default=None, description="System message; None keeps the template default.")
+
+
+class InternalizerConfig(_Strict):
+    """Settings of a `DocumentInternalizer`; runtime only, never saved with weights."""
+
+    chunk_tokens: int | None = Field(default=None, gt=0, description="Tokens per chunk; None = the checkpoint's.")
+    min_adapter_tokens: int = Field(
+        default=8, ge=1, description="Documents shorter than this are answered in context: too short to be worth it."
+    )
+    cache_size_limit: int = Field(default=2**31, gt=0, description="Bytes of adapters kept on disk before LRU eviction.")
+    fallback_passages: int = Field(default=4, gt=0, description="Passages put in the prompt for an oversized fallback.")
+    generation: GenerationConfig = Field(default_factory=GenerationConfig)
+    runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)

@@ -1,0 +1,39 @@
+"""Random chunking of training documents, so rank-concat composition is trained, not hoped for.
+
+Published recipe: half of the samples 1 chunk, 1/8 two chunks, 1/16 each for 3 to 8 chunks; chunk lengths
+within [min, max] tokens. Documents longer than `max_chunks * max_tokens` get as many chunks as they need.
+"""
+
+from __future__ import annotations
+
+import random
+
+__all__ = ["sample_chunk_count", "split_into_chunks"]
+
+
+def sample_chunk_count(rng: random.Random, max_chunks: int) -> int:
+    if max_chunks <= 1:
+        return 1
+    weights = [8.0, 2.0] + [1.0] * (max_chunks - 2)  # 1/2, 1/8, then 1/16 each (for max_chunks = 8)
+    return rng.choices(range(1, max_chunks + 1), weights=weights)[0]
+
+
+def split_into_chunks(
+    ids: list[int], rng: random.Random, max_chunks: int, min_tokens: int, max_tokens: int
+) -> list[list[int]]:
+    """Cut `ids` at random points into chunks of min..max tokens (fewer chunks if the text is short)."""
+    n_tokens = len(ids)
+    needed = -(-n_tokens // max_tokens)  # ceil: at least this many chunks
+    possible = max(1, n_tokens // min_tokens)  # at most this many
+    n = min(max(sample_chunk_count(rng, max_chunks), needed), max(possible, needed))
+    if n == 1:
+        return [ids]
+    # Random cut points with every piece >= min_tokens (when possible) and <= max_tokens.
+    for _ in range(20):
+        cuts = sorted(rng.sample(range(1, n_tokens), n - 1))
+        bounds = [0, *cuts, n_tokens]
+        sizes = [b - a for a, b in zip(bounds, bounds[1:], strict=False)]
+        if min(sizes) >= min(min_tokens, n_tokens // n) and max(sizes) <= max_tokens:
+            return [ids[a:b] for a, b in zip(bounds, bounds[1:], strict=False)]
+    step = -(-n_tokens // n)  # fall back to even pieces
+    return [ids[i : i + step] for i in range(0, n_tokens, step)]

@@ -1,0 +1,71 @@
+"""Training configuration: what to train (HypernetConfig) and how (data mix, schedule, lengths)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from d2l_rag.config import HypernetConfig
+
+__all__ = ["DataMix", "TrainConfig"]
+
+
+class DataMix(BaseModel):
+    """Relative weights of the example generators in the teacher pool."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    needle: float = Field(default=0.4, ge=0, description="Magic-number needle in a filler haystack.")
+    negative: float = Field(default=0.1, ge=0, description="Haystacks without the needle (answer: not there).")
+    facts: float = Field(default=0.4, ge=0, description="Fictional facts planted in real prose.")
+    prose: float = Field(default=0.1, ge=0, description="Questions about real prose written by the base model.")
+
+    @model_validator(mode="after")
+    def _some_weight(self) -> DataMix:
+        if self.needle + self.negative + self.facts + self.prose <= 0:
+            raise ValueError("the data mix needs at least one positive weight")
+        return self
+
+
+class TrainConfig(BaseModel):
+    """Meta-training of the hypernetwork by context distillation; saved with every checkpoint."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    base_model: str | None = Field(default=None, description="Base model path; None = embedded SmolLM2 GGUF.")
+    hypernet: HypernetConfig = Field(default_factory=HypernetConfig)
+    init_checkpoint: str | None = Field(default=None, description="Start from these weights (fine-tune/resume).")
+    out_dir: Path = Field(default=Path("runs/default"), description="Checkpoints, state and logs go here.")
+    seed: int = Field(default=0, description="Seeds data, chunking and initialisation.")
+    steps: int = Field(default=1000, gt=0, description="Optimizer steps in total (a resumed run continues).")
+    batch_size: int = Field(default=32, gt=0, description="Documents per optimizer step per process.")
+    grad_accum: int = Field(default=1, gt=0, description="Micro-batches accumulated per optimizer step.")
+    lr: float = Field(default=2e-4, gt=0)
+    warmup_steps: int = Field(default=100, ge=0)
+    weight_decay: float = Field(default=0.01, ge=0)
+    grad_clip: float = Field(default=1.0, gt=0)
+    pool_size: int = Field(default=2048, gt=0, description="Examples whose teacher answers are generated up front.")
+    pool_refresh_steps: int = Field(default=0, ge=0, description="Regenerate the pool every N steps (0 = never).")
+    teacher_batch: int = Field(default=128, gt=0, description="Batch size when generating teacher answers.")
+    answer_tokens: int = Field(default=40, gt=0, description="Max tokens of a teacher answer.")
+    min_doc_tokens: int = Field(default=32, gt=0)
+    max_doc_tokens: int = Field(default=1024, gt=0)
+    min_chunk_tokens: int = Field(default=25, gt=0, description="Shortest random chunk (published recipe: 25).")
+    max_chunk_tokens: int = Field(default=512, gt=0, description="Longest random chunk (published recipe: 512).")
+    max_chunks: int = Field(default=8, gt=0, description="Most chunks a short document is cut into.")
+    mix: DataMix = Field(default_factory=DataMix)
+    log_every: int = Field(default=10, gt=0)
+    eval_every: int = Field(default=200, gt=0)
+    eval_at_end: bool = Field(default=True, description="Run the NIAH eval after the last step too.")
+    eval_lengths: list[int] = Field(default_factory=lambda: [256, 1024, 4096], description="NIAH eval doc tokens.")
+    eval_examples: int = Field(default=16, gt=0)
+    save_every: int = Field(default=200, gt=0)
+
+    @model_validator(mode="after")
+    def _lengths_consistent(self) -> TrainConfig:
+        if self.min_doc_tokens > self.max_doc_tokens:
+            raise ValueError(f"min_doc_tokens {self.min_doc_tokens} > max_doc_tokens {self.max_doc_tokens}")
+        if self.min_chunk_tokens > self.max_chunk_tokens:
+            raise ValueError(f"min_chunk_tokens {self.min_chunk_tokens} > max_chunk_tokens {self.max_chunk_tokens}")
+        return self

@@ -1,0 +1,124 @@
+"""Needle in a haystack: a "special magic number" hidden at a chosen depth in repeated filler lines.
+
+The format follows the reference evaluation, so numbers measured here compare with published ones. Documents
+can be 64k tokens long, so the token counter is called on one filler line and on the needle, and the number of
+lines is computed, instead of growing the text and re-tokenising it. The needle gets a line of its own at a
+sentence boundary (splitting a filler line there), so documents of two lines or more reach every depth bin.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Iterator, Sequence
+
+from d2l_rag.training.examples import QAExample, Split
+
+__all__ = [
+    "FILLER",
+    "N_DEPTH_BINS",
+    "QUESTION",
+    "make_needle_example",
+    "needle_dataset",
+    "needle_sentence",
+    "number_split",
+]
+
+FILLER = "The grass is green. The sky is blue. The sun is yellow. Here we go. There and back again."
+QUESTION = "What is the special magic number? Reply with only the number."
+N_DEPTH_BINS = 10
+_SEP = "\n"  # filler lines and the needle are separate lines
+
+
+def needle_sentence(number: int) -> str:
+    return f"The special magic number is {number}."
+
+
+def number_split(number: int) -> Split:
+    """Held-out needles are the multiples of 5, so a held-out score never measures a memorised number."""
+    return "heldout" if number % 5 == 0 else "train"
+
+
+def _draw_number(rng: random.Random, split: Split) -> int:
+    while True:
+        number = rng.randrange(1000, 10_000)
+        if number_split(number) == split:
+            return number
+
+
+def _line_count(target_tokens: int, line_tokens: int, needle_tokens: int) -> int:
+    return max(1, round((target_tokens - needle_tokens) / max(line_tokens, 1)))
+
+
+def _sentence_starts(n_lines: int) -> list[int]:
+    """Offsets in the haystack where a filler sentence starts, plus its end: the places a needle may go."""
+    line = len(FILLER) + len(_SEP)
+    starts = [0] + [i + 2 for i in range(len(FILLER)) if FILLER.startswith(". ", i)]
+    return [k * line + s for k in range(n_lines) for s in starts] + [n_lines * line]
+
+
+def _insert(haystack: str, offset: int, needle: str) -> str:
+    """The needle on a line of its own; a filler line is split in two when the offset is mid-line."""
+    return _SEP.join(part for part in (haystack[:offset].rstrip(), needle, haystack[offset:].lstrip()) if part)
+
+
+def _needle_offset(rng: random.Random, n_lines: int, needle: str, depth_bin: int) -> int:
+    """A sentence boundary whose depth falls in the bin, uniform over those that do.
+
+    Depth is the needle's character offset over the document length (the filler is uniform, so this is the
+    token depth up to rounding). A line of filler has 5 sentences, so every bin is reachable from 2 lines on;
+    shorter documents get the boundary nearest to the bin's centre.
+    """
+    total = n_lines * (len(FILLER) + len(_SEP)) + len(needle)
+    lo, hi = depth_bin / N_DEPTH_BINS, (depth_bin + 1) / N_DEPTH_BINS
+    starts = _sentence_starts(n_lines)
+    inside = [s for s in starts if lo <= s / total < hi]
+    if inside:
+        return rng.choice(inside)
+    return min(starts, key=lambda s: abs(s / total - (lo + hi) / 2))
+
+
+def make_needle_example(
+    rng: random.Random,
+    target_tokens: int,
+    count_tokens: Callable[[str], int],
+    depth_bin: int | None = None,
+    split: Split = "train",
+    with_needle: bool = True,
+) -> QAExample:
+    """One haystack of about `target_tokens` tokens (within 5% or one filler line) with the needle in `depth_bin`.
+
+    `with_needle=False` gives a negative: the same haystack and question with no number anywhere (answer "").
+    """
+    if depth_bin is not None and not 0 <= depth_bin < N_DEPTH_BINS:
+        raise ValueError(f"depth_bin must be in [0, {N_DEPTH_BINS}), got {depth_bin}")
+    if split not in ("train", "heldout"):
+        raise ValueError(f"split must be 'train' or 'heldout', got {split!r}")
+    line_tokens = count_tokens(FILLER + _SEP)
+    if not with_needle:
+        n_lines = _line_count(target_tokens, line_tokens, 0)
+        document = _SEP.join([FILLER] * n_lines)
+        return QAExample(document, QUESTION, "", "negative", None, {"needle": "none", "lines": str(n_lines)})
+
+    number = _draw_number(rng, split)
+    needle = needle_sentence(number)
+    n_lines = _line_count(target_tokens, line_tokens, count_tokens(needle + _SEP))
+    bin_ = rng.randrange(N_DEPTH_BINS) if depth_bin is None else depth_bin
+    haystack = _SEP.join([FILLER] * n_lines)
+    document = _insert(haystack, _needle_offset(rng, n_lines, needle, bin_), needle)
+    depth = document.index(needle) / len(document)
+    meta = {"number": str(number), "depth_bin": str(int(depth * N_DEPTH_BINS)), "lines": str(n_lines)}
+    return QAExample(document, QUESTION, str(number), "needle", depth, meta)
+
+
+def needle_dataset(
+    seed: int,
+    n: int,
+    lengths: Sequence[int],
+    count_tokens: Callable[[str], int],
+    split: Split = "train",
+) -> Iterator[QAExample]:
+    """`n` needle examples, lengths cycled and, within each length, depth bins cycled, so every cell is even."""
+    rng = random.Random(seed)
+    for i in range(n):
+        length, round_ = lengths[i % len(lengths)], i // len(lengths)
+        yield make_needle_example(rng, length, count_tokens, depth_bin=round_ % N_DEPTH_BINS, split=split)

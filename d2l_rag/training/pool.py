@@ -1,0 +1,91 @@
+"""The teacher pool: documents and questions from every generator, with the teacher's answers, made up front.
+
+Generating all teacher answers in a few large batches before training keeps the GPU busy (per-document
+generation inside the loop left it mostly idle in the first probe).
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass
+
+from d2l_rag.model.base import FrozenLM
+from d2l_rag.model.chunking import tokenize_document
+from d2l_rag.training.config import TrainConfig
+from d2l_rag.training.examples import QAExample
+from d2l_rag.training.teacher import chat_prompt_ids, greedy_answers
+
+__all__ = ["PoolItem", "build_pool", "token_counter"]
+
+
+@dataclass(frozen=True)
+class PoolItem:
+    example: QAExample
+    doc_ids: list[int]  # the document's tokens (what the hypernetwork reads, chunked per step)
+    teacher_prompt: list[int]  # chat(document + question)
+    student_prompt: list[int]  # chat(question)
+    answer: list[int]  # the teacher's greedy answer, EOS included
+
+
+def token_counter(lm: FrozenLM):
+    def count(text: str) -> int:
+        return len(lm.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    return count
+
+
+def _length(rng: random.Random, cfg: TrainConfig) -> int:
+    """Log-uniform document length, so short and long documents are both common."""
+    lo, hi = math.log(cfg.min_doc_tokens), math.log(cfg.max_doc_tokens)
+    return int(math.exp(rng.uniform(lo, hi)))
+
+
+def _examples(lm: FrozenLM, cfg: TrainConfig, rng: random.Random, n: int, split: str) -> list[QAExample]:
+    from d2l_rag.training.needle import make_needle_example
+
+    count = token_counter(lm)
+    mix = cfg.mix
+    kinds = rng.choices(["needle", "negative", "facts", "prose"], weights=[mix.needle, mix.negative, mix.facts,
+                                                                             mix.prose], k=n)
+    examples: list[QAExample] = []
+    passages: list[str] = []
+    for kind in kinds:
+        length = _length(rng, cfg)
+        if kind == "needle":
+            examples.append(make_needle_example(rng, length, count, split=split))
+        elif kind == "negative":
+            examples.append(make_needle_example(rng, length, count, split=split, with_needle=False))
+        elif kind == "facts":
+            from d2l_rag.training.facts import make_facts_example
+
+            examples.append(make_facts_example(rng, length, count, split=split, n_facts=rng.randint(1, 4)))
+        else:
+            from d2l_rag.training.prose import prose_text
+
+            passages.append(prose_text(rng, target_chars=4 * length, split=split))
+    if passages:
+        from d2l_rag.training.prose_questions import generate_prose_questions
+
+        def generate(prompts: list[str]) -> list[str]:
+            ids = [chat_prompt_ids(lm, p) for p in prompts]
+            outs = greedy_answers(lm, ids, max_new_tokens=48, batch_size=cfg.teacher_batch)
+            return [lm.tokenizer.decode(o, skip_special_tokens=True) for o in outs]
+
+        examples += generate_prose_questions(passages, generate, per_passage=1)
+    return examples
+
+
+def build_pool(lm: FrozenLM, cfg: TrainConfig, seed: int, n: int | None = None, split: str = "train") -> list[PoolItem]:
+    """`n` examples (default cfg.pool_size) with teacher answers; deterministic for a seed."""
+    rng = random.Random(seed)
+    examples = _examples(lm, cfg, rng, n or cfg.pool_size, split)
+    teacher_prompts = [chat_prompt_ids(lm, ex.question, ex.document) for ex in examples]
+    answers = greedy_answers(lm, teacher_prompts, cfg.answer_tokens, cfg.teacher_batch)
+    items = []
+    for ex, tp, ans in zip(examples, teacher_prompts, answers, strict=True):
+        if not ans:
+            continue
+        items.append(PoolItem(ex, tokenize_document(lm.tokenizer, ex.document), tp, chat_prompt_ids(lm, ex.question),
+                              ans))
+    return items

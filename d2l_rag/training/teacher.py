@@ -1,0 +1,54 @@
+"""The teacher: the frozen base model with the document in context, answering greedily in big batches.
+
+Targets are the teacher's *own* answers, never the bare ground truth: distilling "4821" when the teacher
+says "The special magic number is 4821." drives the KL down while free generation fails (DESIGN.md).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from d2l_rag.generation import chat_messages
+from d2l_rag.model.base import FrozenLM
+
+__all__ = ["chat_prompt_ids", "greedy_answers"]
+
+
+def chat_prompt_ids(lm: FrozenLM, question: str, context: str | None = None) -> list[int]:
+    """Chat-template ids of the user turn plus the assistant header; the library's in-context format."""
+    out = lm.tokenizer.apply_chat_template(
+        chat_messages(question, context), add_generation_prompt=True, tokenize=True, return_dict=True
+    )
+    return list(out["input_ids"])
+
+
+@torch.no_grad()
+def greedy_answers(lm: FrozenLM, prompts: Sequence[list[int]], max_new_tokens: int, batch_size: int) -> list[list[int]]:
+    """Greedy continuations (ending with EOS when one is produced), batched by similar prompt length."""
+    pad = lm.tokenizer.pad_token_id
+    eos = lm.model.generation_config.eos_token_id
+    eos_ids = set(eos if isinstance(eos, list) else [eos if eos is not None else lm.tokenizer.eos_token_id])
+    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+    answers: list[list[int]] = [[] for _ in prompts]
+    for start in range(0, len(order), batch_size):
+        rows = order[start : start + batch_size]
+        longest = max(len(prompts[i]) for i in rows)
+        ids = torch.full((len(rows), longest), pad, dtype=torch.long)
+        mask = torch.zeros_like(ids)
+        for j, i in enumerate(rows):
+            ids[j, longest - len(prompts[i]) :] = torch.tensor(prompts[i])
+            mask[j, longest - len(prompts[i]) :] = 1
+        out = lm.model.generate(
+            input_ids=ids.to(lm.device), attention_mask=mask.to(lm.device), max_new_tokens=max_new_tokens,
+            do_sample=False, temperature=None, top_p=None, top_k=None, pad_token_id=pad,
+        )
+        for j, i in enumerate(rows):
+            tokens = []
+            for t in out[j, longest:].tolist():
+                tokens.append(t)
+                if t in eos_ids:
+                    break
+            answers[i] = tokens
+    return answers

@@ -1,0 +1,190 @@
+"""Meta-training loop: one script for CPU (smoke), 1 GPU or 8 GPUs via `accelerate`; resumable.
+
+Each step: cut every pool document into random chunks, encode *all* chunks of the step in one batch
+(frozen base, no grad), run the hypernetwork on them (grad), concatenate each document's chunk LoRAs on
+rank, and minimise KL(teacher with document || student with adapter) on the teacher's answer tokens.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from d2l_rag.adapters.compose import split_chunk_loras, stack_for_batch
+from d2l_rag.model.base import FrozenLM, load_base_model
+from d2l_rag.model.checkpoint import (
+    CheckpointConfig,
+    LoadedHypernetwork,
+    build_hypernetwork,
+    load_checkpoint,
+    save_checkpoint,
+)
+from d2l_rag.model.encoder import encode_chunks, pad_chunks
+from d2l_rag.model.lora_apply import apply_lora
+from d2l_rag.training.chunk_sampling import split_into_chunks
+from d2l_rag.training.config import TrainConfig
+from d2l_rag.training.objective import answer_logits, kl_on_answers, pack_with_answers
+from d2l_rag.training.pool import PoolItem, build_pool
+
+__all__ = ["Trainer"]
+
+STATE_WEIGHTS = "state_weights.safetensors"  # fp32 weights for exact resume (the shipped file is bf16)
+STATE_OPTIM = "state_optim.pt"
+
+
+class Trainer:
+    def __init__(self, cfg: TrainConfig, lm: FrozenLM | None = None) -> None:
+        from accelerate import Accelerator
+
+        self.cfg = cfg
+        cuda = torch.cuda.is_available()
+        self.accelerator = Accelerator(mixed_precision="bf16" if cuda else "no")
+        device = self.accelerator.device
+        self.lm = lm or load_base_model(cfg.base_model, device=str(device), dtype="bfloat16" if cuda else "float32")
+        torch.manual_seed(cfg.seed)
+        net = build_hypernetwork(self.lm, cfg.hypernet)
+        if cfg.init_checkpoint:
+            loaded = load_checkpoint(cfg.init_checkpoint, self.lm).network
+            net.load_state_dict(loaded.state_dict())
+        net.to(device).train().requires_grad_(True)
+        decay = [p for p in net.parameters() if p.dim() >= 2]  # matrices decay; norms, biases, scalers don't
+        no_decay = [p for p in net.parameters() if p.dim() < 2]
+        optimizer = torch.optim.AdamW(
+            [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+            lr=cfg.lr, betas=(0.9, 0.95),
+        )
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, self._lr_factor)
+        self.net, self.optimizer, self.scheduler = self.accelerator.prepare(net, optimizer, scheduler)
+        self.step = 0
+        self.out_dir = Path(cfg.out_dir)
+        self._resume_if_possible()
+
+    # -- schedule and state -------------------------------------------------------------------------
+    def _lr_factor(self, step: int) -> float:
+        warm = self.cfg.warmup_steps
+        if step < warm:
+            return (step + 1) / warm
+        progress = (step - warm) / max(1, self.cfg.steps - warm)
+        return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+    def _resume_if_possible(self) -> None:
+        weights, optim = self.out_dir / STATE_WEIGHTS, self.out_dir / STATE_OPTIM
+        if not (weights.is_file() and optim.is_file()):
+            return
+        net = self.accelerator.unwrap_model(self.net)
+        net.load_state_dict(load_file(str(weights), device=str(self.accelerator.device)))
+        state = torch.load(optim, map_location=self.accelerator.device, weights_only=True)  # no arbitrary unpickling
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.step = int(state["step"])
+        self.accelerator.print(f"resumed from {self.out_dir} at step {self.step}")
+
+    def save(self) -> None:
+        """Shippable bf16 checkpoint plus fp32 weights and optimizer state for an exact resume."""
+        if not self.accelerator.is_main_process:
+            return
+        net = self.accelerator.unwrap_model(self.net)
+        save_checkpoint(net, self.lm, self.out_dir / "checkpoint", training=self._training_notes())
+        save_file({k: v.detach().float().cpu().contiguous() for k, v in net.state_dict().items()},
+                  str(self.out_dir / STATE_WEIGHTS))
+        torch.save({"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+                    "step": self.step}, self.out_dir / STATE_OPTIM)
+
+    def _training_notes(self) -> dict[str, Any]:
+        return {"step": self.step, "config": json.loads(self.cfg.model_dump_json())}
+
+    # -- one step -----------------------------------------------------------------------------------
+    def loss_on(self, items: list[PoolItem], rng: random.Random) -> tuple[torch.Tensor, dict[str, float]]:
+        cfg, lm = self.cfg, self.lm
+        device, pad = self.accelerator.device, lm.tokenizer.pad_token_id
+        chunks, counts = [], []
+        for item in items:
+            pieces = split_into_chunks(item.doc_ids, rng, cfg.max_chunks, cfg.min_chunk_tokens, cfg.max_chunk_tokens)
+            chunks += pieces
+            counts.append(len(pieces))
+        chunk_ids, chunk_mask = pad_chunks(chunks, pad, device)
+        activations = encode_chunks(lm.model, chunk_ids, chunk_mask)  # (L, N, T, H), no grad
+        loras = self.net(activations, chunk_mask)  # {target: (N, L, r, d_in), (N, L, d_out, r)}
+        per_doc = split_chunk_loras(loras, counts)
+        bias = self.accelerator.unwrap_model(self.net).bias_lora()
+        if bias is not None:
+            bias_w = split_chunk_loras(bias, [1])[0]
+            per_doc = [{n: (torch.cat([w[n][0], bias_w[n][0]], 1), torch.cat([w[n][1], bias_w[n][1]], 2)) for n in w}
+                       for w in per_doc]
+        teacher = pack_with_answers([i.teacher_prompt for i in items], [i.answer for i in items], pad, device)
+        student = pack_with_answers([i.student_prompt for i in items], [i.answer for i in items], pad, device)
+        with torch.no_grad():
+            teacher_logits = answer_logits(lm.model, teacher)
+        with apply_lora(lm.model, stack_for_batch(per_doc), scale=cfg.hypernet.lora_scale):
+            student_logits = answer_logits(lm.model, student)
+        loss = kl_on_answers(teacher_logits, student_logits, student.answer_mask)
+        return loss, {"chunks": float(len(chunks)), "max_chunks_doc": float(max(counts))}
+
+    # -- the loop -----------------------------------------------------------------------------------
+    def fit(self, pool: list[PoolItem] | None = None, until: int | None = None) -> list[dict[str, float]]:
+        """Train to `cfg.steps` (or stop early after step `until`, e.g. to test resuming)."""
+        cfg, acc = self.cfg, self.accelerator
+        t0 = time.perf_counter()
+        pool = pool or build_pool(self.lm, cfg, seed=cfg.seed * 1000 + acc.process_index)
+        acc.print(f"pool of {len(pool)} examples in {time.perf_counter() - t0:.1f}s")
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        log_path = self.out_dir / "log.jsonl"
+        history: list[dict[str, float]] = []
+        start = time.perf_counter()
+        last = min(cfg.steps, until) if until is not None else cfg.steps
+        while self.step < last:
+            if cfg.pool_refresh_steps and self.step and self.step % cfg.pool_refresh_steps == 0:
+                pool = build_pool(self.lm, cfg, seed=cfg.seed * 1000 + acc.process_index + self.step)
+            rng = random.Random(cfg.seed * 1_000_003 + self.step * 97 + acc.process_index)
+            self.net.train()
+            total, info = 0.0, {}
+            for _ in range(cfg.grad_accum):
+                items = rng.sample(pool, min(cfg.batch_size, len(pool)))
+                loss, info = self.loss_on(items, rng)
+                acc.backward(loss / cfg.grad_accum)
+                total += loss.item() / cfg.grad_accum
+            grad_norm = acc.clip_grad_norm_(self.net.parameters(), cfg.grad_clip)
+            self.optimizer.step()
+            self.scheduler.step()
+            self.optimizer.zero_grad(set_to_none=True)
+            self.step += 1
+            record = {"step": self.step, "loss": total, "grad_norm": float(grad_norm), "lr": self.scheduler.get_last_lr()[0],
+                      "elapsed_s": time.perf_counter() - start, **info}
+            history.append(record)
+            if self.step % cfg.log_every == 0 or self.step == cfg.steps:
+                if acc.is_main_process:
+                    with log_path.open("a") as f:
+                        f.write(json.dumps(record) + "\n")
+                acc.print(f"step {self.step} loss {total:.4f} gnorm {float(grad_norm):.3f} "
+                          f"lr {record['lr']:.2e} chunks {info.get('chunks', 0):.0f} {record['elapsed_s']:.0f}s")
+            if self.step % cfg.eval_every == 0 or (cfg.eval_at_end and self.step == cfg.steps):
+                self.evaluate(log_path)
+            if self.step % cfg.save_every == 0 or self.step == cfg.steps:
+                self.save()
+        return history
+
+    def evaluate(self, log_path: Path | None = None) -> dict[str, Any]:
+        from d2l_rag.training.evaluate import niah_eval
+
+        if not self.accelerator.is_main_process:
+            return {}
+        net = self.accelerator.unwrap_model(self.net)
+        net.eval()
+        loaded = LoadedHypernetwork(net, CheckpointConfig(hypernet=self.cfg.hypernet, base=self.lm.fingerprint),
+                                    f"training-{self.step}")
+        with torch.no_grad(), self.accelerator.autocast():
+            result = niah_eval(self.lm, loaded, self.cfg.eval_lengths, self.cfg.eval_examples, modes=("adapter",))
+        net.train()
+        summary = {k: v["accuracy"] for k, v in result["adapter"].items() if v}
+        self.accelerator.print(f"eval step {self.step}: niah {summary}")
+        if log_path is not None:
+            with log_path.open("a") as f:
+                f.write(json.dumps({"step": self.step, "eval_niah": summary}) + "\n")
+        return result

@@ -1,0 +1,97 @@
+"""The Perceiver hypernetwork: size for SmolLM2, output shapes, padding invariance, and a no-op when fresh."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from d2l_rag.config import HypernetConfig
+from d2l_rag.model import Hypernetwork, LoadedHypernetwork, TargetShape, encode_chunks, pad_chunks, tokenize_document
+
+# SmolLM2-135M: 30 layers, hidden 576, mlp.down_proj maps 1536 -> 576.
+SMOLLM2 = {"num_layers": 30, "hidden_size": 576, "targets": {"mlp.down_proj": TargetShape(d_in=1536, d_out=576)}}
+
+
+def _randomised(tiny_lm, config: HypernetConfig, seed: int = 3) -> Hypernetwork:
+    """A fresh network with non-zero output scalers, so B is non-zero and comparisons are meaningful."""
+    net = LoadedHypernetwork.fresh(tiny_lm, config).network
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        net.out_scale.normal_()
+        if config.bias_rank:
+            for p in net.bias_b.values():
+                p.normal_()
+    return net
+
+
+def _activations(tiny_lm, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+    chunks = [tokenize_document(tiny_lm.tokenizer, t) for t in texts]
+    ids, mask = pad_chunks(chunks, tiny_lm.tokenizer.pad_token_id, tiny_lm.device)
+    return encode_chunks(tiny_lm.model, ids, mask), mask
+
+
+def test_default_config_for_smollm2_is_at_most_25m_parameters():
+    net = Hypernetwork(HypernetConfig(), **SMOLLM2)
+    count = net.num_parameters()
+    print(f"hypernetwork parameters, default HypernetConfig on SmolLM2-135M shapes: {count:,}")
+    assert 1_000_000 < count <= 25_000_000
+    assert count == sum(p.numel() for p in net.parameters())
+
+
+def test_output_shapes_for_n_chunks(tiny_lm, tiny_hypernet):
+    net = tiny_hypernet.network
+    acts, mask = _activations(tiny_lm, ["first chunk", "a second, longer chunk", "third"])
+    assert acts.shape == (2, 3, 22, 64)  # (layers, N, T_max, hidden)
+    out = net(acts, mask)
+    assert set(out) == {"mlp.down_proj"}
+    a, b = out["mlp.down_proj"]
+    assert a.shape == (3, 2, 4, 128)  # (N, layers, rank, d_in)
+    assert b.shape == (3, 2, 64, 4)  # (N, layers, d_out, rank)
+    assert torch.isfinite(a).all() and a.abs().max() > 0
+
+
+def test_fresh_network_emits_exactly_zero_b_even_with_bias_rank(tiny_lm):
+    config = HypernetConfig(rank=4, width=32, num_heads=4, num_blocks=1, chunk_tokens=64, bias_rank=2)
+    net = LoadedHypernetwork.fresh(tiny_lm, config).network
+    acts, mask = _activations(tiny_lm, ["some document text", "more"])
+    _, b = net(acts, mask)["mlp.down_proj"]
+    assert torch.count_nonzero(b) == 0
+    bias_a, bias_b = net.bias_lora()["mlp.down_proj"]
+    assert bias_a.shape == (1, 2, 2, 128) and bias_b.shape == (1, 2, 64, 2)
+    assert torch.count_nonzero(bias_b) == 0
+    assert LoadedHypernetwork.fresh(tiny_lm, HypernetConfig(rank=4, width=32, num_heads=4)).network.bias_lora() is None
+
+
+def test_appended_padding_does_not_change_a_chunks_lora(tiny_lm, tiny_hypernet_config):
+    net = _randomised(tiny_lm, tiny_hypernet_config)
+    acts, mask = _activations(tiny_lm, ["The vault code is KX-4821-Q."])
+    L, N, _, H = acts.shape
+    garbage = torch.randn(L, N, 9, H, generator=torch.Generator().manual_seed(0)) * 10
+    padded_acts = torch.cat([acts, garbage], dim=2)
+    padded_mask = torch.cat([mask, torch.zeros(N, 9, dtype=mask.dtype)], dim=1)
+    (a1, b1), (a2, b2) = net(acts, mask)["mlp.down_proj"], net(padded_acts, padded_mask)["mlp.down_proj"]
+    assert b1.abs().max() > 1e-2
+    torch.testing.assert_close(a2, a1, atol=1e-5, rtol=0)
+    torch.testing.assert_close(b2, b1, atol=1e-5, rtol=0)
+    # The mask is what makes this hold: unmasked garbage changes the LoRA.
+    _, b3 = net(padded_acts, torch.ones_like(padded_mask))["mlp.down_proj"]
+    assert (b3 - b1).abs().max() > 1e-3
+
+
+def test_chunk_lora_does_not_depend_on_its_batch_neighbours(tiny_lm, tiny_hypernet_config):
+    net = _randomised(tiny_lm, tiny_hypernet_config)
+    text = "The vault code is KX-4821-Q."
+    alone = net(*_activations(tiny_lm, [text]))["mlp.down_proj"]
+    batched = net(*_activations(tiny_lm, [text, "a much longer neighbour that forces padding " * 2]))["mlp.down_proj"]
+    torch.testing.assert_close(batched[0][:1], alone[0], atol=1e-5, rtol=0)
+    torch.testing.assert_close(batched[1][:1], alone[1], atol=1e-5, rtol=0)
+
+
+def test_wrong_activation_shape_is_rejected(tiny_lm, tiny_hypernet):
+    with pytest.raises(ValueError, match=r"activations \(3, 1, 5, 64\) do not fit \(2, N, T, 64\)"):
+        tiny_hypernet.network(torch.zeros(3, 1, 5, 64), torch.ones(1, 5))
+
+
+def test_target_shapes_must_match_config():
+    with pytest.raises(ValueError, match=r"shapes given for \['mlp.up_proj'\] but config targets \['mlp.down_proj'\]"):
+        Hypernetwork(HypernetConfig(), 2, 64, {"mlp.up_proj": TargetShape(64, 128)})
