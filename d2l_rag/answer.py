@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -28,9 +28,14 @@ class InternalizedAnswer:
 
     def metadata(self) -> dict[str, object]:
         return {
-            "doc_ids": list(self.doc_ids), "mode": self.mode, "prompt_tokens": self.prompt_tokens,
-            "completion_tokens": self.completion_tokens, "timings": dict(self.timings),
-            "adapter_rank": self.adapter_rank, "fallback_reason": self.fallback_reason, "context": self.context,
+            "doc_ids": list(self.doc_ids),
+            "mode": self.mode,
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "timings": dict(self.timings),
+            "adapter_rank": self.adapter_rank,
+            "fallback_reason": self.fallback_reason,
+            "context": self.context,
             "routed": self.routed,
         }
 
@@ -38,7 +43,7 @@ class InternalizedAnswer:
 class AnswerStream:
     """Iterate for text pieces; afterwards `.answer` holds the complete `InternalizedAnswer`."""
 
-    def __init__(self, pieces: Iterator[str], finish) -> None:
+    def __init__(self, pieces: Iterator[str], finish: Callable[[str], InternalizedAnswer]) -> None:
         self._pieces = pieces
         self._finish = finish
         self.answer: InternalizedAnswer | None = None

@@ -90,7 +90,18 @@ class InternalizerConfig(_Strict):
     min_adapter_tokens: int = Field(
         default=8, ge=1, description="Documents shorter than this are answered in context: too short to be worth it."
     )
-    cache_size_limit: int = Field(default=2**31, gt=0, description="Bytes of adapters kept on disk before LRU eviction.")
+    cache_size_limit: int = Field(
+        default=2**31, gt=0, description="Bytes of adapters kept on disk before LRU eviction."
+    )
     fallback_passages: int = Field(default=4, gt=0, description="Passages put in the prompt for an oversized fallback.")
+    max_document_chars: int | None = Field(
+        default=1_000_000,
+        gt=0,
+        description="Longest document accepted, in characters (None = no limit); longer "
+        "ones are refused before tokenizing: ~250k tokens already take hours to encode on a CPU.",
+    )
+    route_k: int = Field(
+        default=1, ge=1, le=16, description="Documents the router picks for a question asked without ids (composed)."
+    )
     generation: GenerationConfig = Field(default_factory=GenerationConfig)
     runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)

@@ -23,7 +23,7 @@ from d2l_rag.errors import AdapterMismatchError, InvalidInputError
 from d2l_rag.model.base import FrozenLM
 from d2l_rag.model.lora_apply import apply_lora
 
-__all__ = ["Answer", "Generator", "chat_messages", "in_context_user_message"]
+__all__ = ["Answer", "Generator", "chat_messages", "check_question", "in_context_user_message"]
 
 
 @dataclass(frozen=True)
@@ -46,11 +46,15 @@ def chat_messages(question: str, context: str | None = None, system_prompt: str 
     return messages + [{"role": "user", "content": in_context_user_message(question, context)}]
 
 
-def _check_question(question: Any) -> str:
+def check_question(question: Any) -> str:
     if not isinstance(question, str):
         raise InvalidInputError(f"question must be str, got {type(question).__name__}")
     if not question.strip():
         raise InvalidInputError("question is empty or whitespace only")
+    try:
+        question.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InvalidInputError(f"question is not valid Unicode: lone surrogate at index {exc.start}") from exc
     return question
 
 
@@ -62,7 +66,7 @@ class Generator:
         self.config = config or GenerationConfig()
 
     def prompt_ids(self, question: str, context: str | None = None) -> list[int]:
-        messages = chat_messages(_check_question(question), context, self.config.system_prompt)
+        messages = chat_messages(check_question(question), context, self.config.system_prompt)
         ids = self.lm.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True, return_dict=True)
         return list(ids["input_ids"])
 

@@ -2,13 +2,17 @@
 
 The one front door. It keeps no model state beyond the frozen base and the hypernetwork; every adapter is
 content-addressed on disk, so two processes sharing a cache directory never encode the same text twice.
+Whether a document is answered with its adapter or in context is decided when it is asked about, not stored:
+a document registered before a checkpoint existed gets an adapter as soon as one does.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
+import math
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -18,21 +22,27 @@ from d2l_rag.adapters.compose import compose
 from d2l_rag.adapters.document_adapter import DocumentAdapter
 from d2l_rag.answer import AnswerStream, InternalizedAnswer
 from d2l_rag.cache import AdapterCache, adapter_key
-from d2l_rag.config import InternalizerConfig
+from d2l_rag.config import GenerationConfig, InternalizerConfig
 from d2l_rag.context_window import fit_context
 from d2l_rag.default_checkpoint import find_checkpoint
-from d2l_rag.errors import InvalidInputError, UnknownDocumentError
-from d2l_rag.generation import Generator
+from d2l_rag.errors import D2LError, InvalidInputError, UnknownDocumentError
+from d2l_rag.generation import Generator, check_question
 from d2l_rag.model.base import FrozenLM, load_base_model
 from d2l_rag.model.checkpoint import LoadedHypernetwork, load_checkpoint
+from d2l_rag.routing import BM25Router, Router
 
-__all__ = ["DocumentInfo", "DocumentInternalizer"]
+__all__ = ["DocumentInfo", "DocumentInternalizer", "default_cache_dir", "read_text_files"]
 
-_TEXT_SUFFIXES = {".txt", ".md", ".rst", ".text", ".markdown"}
+logger = logging.getLogger(__name__)
+
+TEXT_SUFFIXES = frozenset({".txt", ".md", ".rst", ".text", ".markdown"})
+ProgressCallback = Callable[[int, int], None]  # (chunks done, chunks total)
 
 
 @dataclass(frozen=True)
 class DocumentInfo:
+    """A registered document as seen by this internalizer (`fallback_reason` is None when it has an adapter)."""
+
     doc_id: str
     title: str
     chars: int
@@ -45,6 +55,8 @@ class DocumentInfo:
 
 @dataclass(frozen=True)
 class _Plan:
+    """How one question will be answered: which adapter, which text in the prompt, and why."""
+
     doc_ids: tuple[str, ...]
     adapter: DocumentAdapter | None
     context: str | None
@@ -60,7 +72,14 @@ class _Plan:
         return "adapter" if self.adapter is not None else ("in_context" if self.context is not None else "no_document")
 
 
-def _default_cache_dir() -> Path:
+@dataclass
+class _Counters:
+    """Shared by an internalizer and its collection views."""
+
+    chunks_encoded: int = 0
+
+
+def default_cache_dir() -> Path:
     import platformdirs
 
     return Path(platformdirs.user_cache_dir("d2l-rag"))
@@ -79,6 +98,7 @@ class DocumentInternalizer:
         internalizer.add("handbook", text)
         internalizer.ask("Who approves travel?", doc_id="handbook").text
         for piece in internalizer.stream("...", doc_id="handbook"): print(piece, end="")
+        internalizer.collection("user-42").add("notes", other_text)   # ids are per collection
     """
 
     def __init__(
@@ -87,175 +107,244 @@ class DocumentInternalizer:
         checkpoint: str | Path | LoadedHypernetwork | None = None,
         cache_dir: str | Path | None = None,
         config: InternalizerConfig | None = None,
-        router: Any | None = None,
+        router: Router | None = None,
         collection: str = "default",
         use_checkpoint: bool = True,
     ) -> None:
         self.config = config or InternalizerConfig()
         rt = self.config.runtime
         self.lm = model if isinstance(model, FrozenLM) else load_base_model(model, rt.device, rt.dtype)
+        self.checkpoint_path: Path | None = None
         self.hypernet, self.no_adapter_reason = self._load_hypernet(checkpoint, use_checkpoint)
-        chunk_tokens = self.config.chunk_tokens or (
+        self.chunk_tokens = self.config.chunk_tokens or (
             self.hypernet.config.hypernet.chunk_tokens if self.hypernet else 1024
         )
-        self.builder = AdapterBuilder(self.lm, self.hypernet, chunk_tokens, rt.encode_batch_chunks) if self.hypernet else None
-        self.chunk_tokens = chunk_tokens
+        self.builder = (
+            AdapterBuilder(self.lm, self.hypernet, self.chunk_tokens, rt.encode_batch_chunks) if self.hypernet else None
+        )
         self.generator = Generator(self.lm, self.config.generation)
-        self.cache = AdapterCache(cache_dir or _default_cache_dir(), self.config.cache_size_limit)
-        self.collection_name = collection
-        self.router = router
-        self.chunks_encoded = 0  # chunks run through encoder + hypernetwork by this object (cache misses)
+        self.cache = AdapterCache(cache_dir or default_cache_dir(), self.config.cache_size_limit)
+        self.collection_name = _check_collection(collection)
+        self.router: Router = router or BM25Router()
+        self._counters = _Counters()
 
-    def _load_hypernet(self, checkpoint, use_checkpoint: bool) -> tuple[LoadedHypernetwork | None, str | None]:
+    def _load_hypernet(self, checkpoint: Any, use_checkpoint: bool) -> tuple[LoadedHypernetwork | None, str | None]:
         if isinstance(checkpoint, LoadedHypernetwork):
             return checkpoint, None
         if not use_checkpoint:
             return None, "adapters disabled (use_checkpoint=False)"
-        if checkpoint is not None:
-            return load_checkpoint(checkpoint, self.lm), None
-        found = find_checkpoint(self.lm)
+        found = Path(checkpoint).expanduser() if checkpoint is not None else find_checkpoint(self.lm)
         if found is None:
             return None, f"no hypernetwork checkpoint fits base model {self.lm.fingerprint.describe()}"
+        self.checkpoint_path = found
         return load_checkpoint(found, self.lm), None
+
+    @property
+    def chunks_encoded(self) -> int:
+        """Chunks run through encoder + hypernetwork by this object and its views (cache misses only)."""
+        return self._counters.chunks_encoded
+
+    def _view(self, **changes: Any) -> DocumentInternalizer:
+        view = object.__new__(DocumentInternalizer)
+        view.__dict__.update(self.__dict__)
+        view.__dict__.update(changes)
+        return view
 
     def collection(self, name: str) -> DocumentInternalizer:
         """A view on another named group of documents, sharing model, hypernetwork and cache."""
-        view = object.__new__(DocumentInternalizer)
-        view.__dict__.update(self.__dict__)
-        view.collection_name = name
-        return view
+        return self._view(collection_name=_check_collection(name))
 
-    # -- documents ----------------------------------------------------------------------------------
+    def with_generation(self, generation: GenerationConfig) -> DocumentInternalizer:
+        """A view that generates with other settings (max tokens, sampling, system prompt), sharing the rest.
+
+        The hook the LangChain/LlamaIndex integrations use for per-call `max_tokens`, `temperature` and system
+        messages without touching this object's own configuration.
+        """
+        config = self.config.model_copy(update={"generation": generation})
+        return self._view(config=config, generator=Generator(self.lm, generation))
+
+    def close(self) -> None:
+        self.cache.close()
+
+    def __enter__(self) -> DocumentInternalizer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- adapters of text parts -------------------------------------------------------------------
     def _key(self, text_sha: str) -> str:
         assert self.hypernet is not None
         return adapter_key(text_sha, self.hypernet.id, self.lm.fingerprint.id, self.chunk_tokens)
 
-    def _part_adapter(self, text: str, progress: Any = None) -> DocumentAdapter:
+    def _part_adapter(self, sha: str, progress: ProgressCallback | None = None) -> DocumentAdapter:
+        """The cached adapter of one stored text part, encoding it only on a cache miss."""
         assert self.builder is not None
-        sha = self.cache.put_text(text)
+        builder = self.builder
+        text = self._stored_text(sha)
 
         def build() -> DocumentAdapter:
-            chunks = self.builder.chunks(text)
-            self.chunks_encoded += len(chunks)
-            return self.builder.encode_text(text, progress)
+            adapter = builder.encode_text(text, progress)
+            self._counters.chunks_encoded += adapter.chunk_count
+            return adapter
 
-        adapter, _ = self.cache.get_or_build(self._key(sha), build)
-        return adapter
+        return self.cache.get_or_build(self._key(sha), build)[0]
 
-    def add(self, doc_id: str, text: str, metadata: Mapping[str, Any] | None = None, *, title: str | None = None,
-            internalize: bool = True, overwrite: bool = False, progress: Any = None) -> DocumentInfo:
-        """Register a document and build (or fetch from the cache) its adapter.
+    def _build_parts(self, record: dict[str, Any], progress: ProgressCallback | None) -> None:
+        """Make sure every part of an adapter-eligible document is cached; a failure is recorded, not raised."""
+        if self._fallback_reason(record) is not None:
+            return
+        total, done = self._chunk_count(record["part_tokens"]), 0
+        try:
+            for sha, tokens in zip(record["parts"], record["part_tokens"], strict=True):
+                offset = done
+                self._part_adapter(sha, (lambda n, _t, o=offset: progress(o + n, total)) if progress else None)
+                done += math.ceil(tokens / self.chunk_tokens)
+        except (RuntimeError, ValueError) as exc:  # e.g. out of memory: keep the document, answer it in context
+            logger.warning("adapter build failed for a document; it will be answered in context: %s", exc)
+            record["build_error"] = f"{type(exc).__name__}: {exc}"
 
-        Re-adding the same id with the same text is a no-op; with different text it needs `overwrite=True`.
-        `internalize=False` registers it for in-context answering only.
-        """
-        doc_id = _check_doc_id(doc_id)
-        text = _check_text(text, doc_id)
-        existing = self.cache.get_record(self.collection_name, doc_id)
-        sha = self.cache.put_text(text)
-        if existing and existing["parts"] != [sha] and not overwrite:
-            raise InvalidInputError(
-                f"document {doc_id!r} already exists with different text; pass overwrite=True to replace it"
-            )
-        tokens = len(self.lm.tokenizer(text, add_special_tokens=False)["input_ids"])
-        reason = self._fallback_reason(internalize, tokens)
-        chunks = 0
-        if reason is None:
-            try:
-                chunks = self._part_adapter(text, progress).chunk_count
-            except (RuntimeError, ValueError) as exc:  # e.g. out of memory: keep the document, answer in context
-                reason = f"adapter build failed: {exc}"
-        record = {"parts": [sha], "title": title or doc_id, "metadata": dict(metadata or {}), "tokens": tokens,
-                  "chars": len(text), "chunks": chunks, "internalize": internalize, "fallback_reason": reason}
-        self.cache.put_record(self.collection_name, doc_id, record)
-        return _info(doc_id, record)
-
-    def _fallback_reason(self, internalize: bool, tokens: int) -> str | None:
-        if not internalize:
+    def _fallback_reason(self, record: Mapping[str, Any]) -> str | None:
+        """Why this document is answered in context by this internalizer (None: it has an adapter)."""
+        if not record["internalize"]:
             return "registered without an adapter (internalize=False)"
         if self.builder is None:
             return self.no_adapter_reason
-        if tokens < self.config.min_adapter_tokens:
-            return f"too short to internalize ({tokens} < {self.config.min_adapter_tokens} tokens)"
+        if record.get("build_error"):
+            return f"adapter build failed ({record['build_error']})"
+        if record["tokens"] < self.config.min_adapter_tokens:
+            return f"too short to internalize ({record['tokens']} < {self.config.min_adapter_tokens} tokens)"
         return None
 
-    def add_many(self, docs: Mapping[str, str] | Iterable[tuple[str, str]], progress: bool = True,
-                 overwrite: bool = False) -> list[DocumentInfo]:
-        """Add several documents with one progress bar over their chunks."""
+    # -- documents ----------------------------------------------------------------------------------
+    def add(
+        self,
+        doc_id: str,
+        text: str,
+        metadata: Mapping[str, Any] | None = None,
+        *,
+        title: str | None = None,
+        internalize: bool = True,
+        overwrite: bool = False,
+        progress: ProgressCallback | None = None,
+    ) -> DocumentInfo:
+        """Register a document and build (or fetch from the cache) its adapter.
+
+        Re-adding an id with the same text only refreshes title and metadata; different text needs
+        `overwrite=True`. `internalize=False` registers it for in-context answering only.
+        """
+        doc_id = _check_doc_id(doc_id)
+        text = _check_text(text, doc_id, self.config.max_document_chars)
+        existing = self.cache.get_record(self.collection_name, doc_id)
+        if existing is not None and self._joined_text(existing) == text:
+            parts, part_tokens = existing["parts"], existing["part_tokens"]
+        elif existing is not None and not overwrite:
+            raise InvalidInputError(
+                f"document {doc_id!r} already exists in collection {self.collection_name!r} with different text; "
+                "pass overwrite=True to replace it, or use update() to append"
+            )
+        else:
+            parts, part_tokens = [self.cache.put_text(text)], [self._count_tokens(text)]
+        record = {
+            "parts": parts,
+            "part_tokens": part_tokens,
+            "tokens": sum(part_tokens),
+            "chars": len(text),
+            "title": title or (existing or {}).get("title") or doc_id,
+            "metadata": dict(metadata if metadata is not None else (existing or {}).get("metadata", {})),
+            "internalize": internalize,
+            "build_error": None,
+        }
+        self._build_parts(record, progress)
+        self.cache.put_record(self.collection_name, doc_id, record)
+        return self._info(doc_id, record)
+
+    def add_many(
+        self,
+        docs: Mapping[str, str] | Iterable[tuple[str, str]],
+        progress: bool | ProgressCallback = True,
+        overwrite: bool = False,
+        internalize: bool = True,
+    ) -> list[DocumentInfo]:
+        """Add several documents with one progress bar over all their chunks (a tqdm bar, or your callback)."""
         items = list(docs.items()) if isinstance(docs, Mapping) else list(docs)
-        from tqdm.auto import tqdm
+        for doc_id, text in items:  # check everything before encoding anything
+            _check_text(text, _check_doc_id(doc_id), self.config.max_document_chars)
+        counts = [self._chunk_count([self._count_tokens(text)]) for _, text in items]
+        total = sum(counts)
+        bar = None
+        if progress is True:
+            from tqdm.auto import tqdm
 
-        total = sum(len(self.builder.chunks(_check_text(t, i))) if self.builder else 0 for i, t in items)
-        bar = tqdm(total=total, unit="chunk", desc="internalizing", disable=not progress)
-        infos = []
+            bar = tqdm(total=total, unit="chunk", desc="internalizing")
+        report: ProgressCallback = progress if callable(progress) else (lambda n, _t: None)
+        infos, finished = [], 0
         try:
-            for doc_id, text in items:
-                done = [0]
+            for (doc_id, text), count in zip(items, counts, strict=True):
 
-                def tick(n: int, _total: int, done: list[int] = done) -> None:
-                    bar.update(n - done[0])
-                    done[0] = n
+                def tick(n: int, _total: int, base: int = finished) -> None:
+                    report(base + n, total)
+                    if bar is not None:
+                        bar.n = base + n
+                        bar.refresh()
 
-                infos.append(self.add(doc_id, text, overwrite=overwrite, progress=tick))
-                bar.update(infos[-1].chunks - done[0] if infos[-1].internalized else 0)
+                infos.append(self.add(doc_id, text, overwrite=overwrite, internalize=internalize, progress=tick))
+                finished += count
+                tick(0, total, finished)  # cached or in-context documents still count as done
         finally:
-            bar.close()
+            if bar is not None:
+                bar.close()
         return infos
 
-    def add_files(self, paths: str | Path | Sequence[str | Path], progress: bool = True,
-                  overwrite: bool = False) -> list[DocumentInfo]:
+    def add_files(
+        self,
+        paths: str | Path | Sequence[str | Path],
+        progress: bool | ProgressCallback = True,
+        overwrite: bool = False,
+    ) -> list[DocumentInfo]:
         """Add .txt/.md/.rst files (directories are walked); the doc id is the path relative to its root."""
-        roots = [Path(paths)] if isinstance(paths, str | Path) else [Path(p) for p in paths]
-        docs: list[tuple[str, str]] = []
-        for root in roots:
-            if not root.exists():
-                raise InvalidInputError(f"path {root} does not exist")
-            files = sorted(p for p in root.rglob("*") if p.suffix.lower() in _TEXT_SUFFIXES) if root.is_dir() else [root]
-            for path in files:
-                raw = path.read_bytes()
-                if b"\x00" in raw:
-                    raise InvalidInputError(f"{path} looks binary (contains NUL bytes); only text files can be added")
-                try:
-                    text = raw.decode("utf-8")
-                except UnicodeDecodeError as exc:
-                    raise InvalidInputError(f"{path} is not valid UTF-8 ({exc.reason} at byte {exc.start})") from exc
-                doc_id = str(path.relative_to(root)) if root.is_dir() else path.name
-                docs.append((doc_id, text))
-        return self.add_many(docs, progress=progress, overwrite=overwrite)
+        return self.add_many(read_text_files(paths), progress=progress, overwrite=overwrite)
 
-    def update(self, doc_id: str, more_text: str, progress: Any = None) -> DocumentInfo:
-        """Append text to a document, encoding only the new chunks."""
+    def update(self, doc_id: str, more_text: str, progress: ProgressCallback | None = None) -> DocumentInfo:
+        """Append text to a document, encoding only the new chunks (the new text is chunked on its own)."""
         record = self._record(doc_id)
         more_text = _check_text(more_text, doc_id)
-        sha = self.cache.put_text(more_text)
-        tokens = len(self.lm.tokenizer(more_text, add_special_tokens=False)["input_ids"])
-        if record["fallback_reason"] is None:
-            record["chunks"] += self._part_adapter(more_text, progress).chunk_count
-        record["parts"].append(sha)
-        record["tokens"] += tokens
+        _check_length(record["chars"] + len(more_text), doc_id, self.config.max_document_chars)
+        record["parts"].append(self.cache.put_text(more_text))
+        record["part_tokens"].append(self._count_tokens(more_text))
+        record["tokens"] = sum(record["part_tokens"])
         record["chars"] += len(more_text)
+        self._build_parts(record, progress)  # earlier parts are cache hits
         self.cache.put_record(self.collection_name, doc_id, record)
-        return _info(doc_id, record)
+        return self._info(doc_id, record)
 
     def remove(self, doc_id: str) -> None:
-        self._record(doc_id)
+        """Forget a document; its text (and adapter) are deleted unless another document shares them."""
+        record = self._record(doc_id)
         self.cache.delete_record(self.collection_name, doc_id)
+        in_use = {sha for c in self.cache.collections() for _, r in self.cache.records(c) for sha in r["parts"]}
+        for sha in set(record["parts"]) - in_use:
+            self.cache.delete_text(sha)
+            if self.hypernet is not None:
+                self.cache.delete_adapter(self._key(sha))
 
     def documents(self) -> list[DocumentInfo]:
-        return [_info(doc_id, rec) for doc_id, rec in self.cache.records(self.collection_name)]
+        return [self._info(doc_id, rec) for doc_id, rec in self.cache.records(self.collection_name)]
+
+    def document(self, doc_id: str) -> DocumentInfo:
+        return self._info(doc_id, self._record(doc_id))
 
     def text(self, doc_id: str) -> str:
-        record = self._record(doc_id)
-        return "".join(self.cache.get_text(sha) or "" for sha in record["parts"])
+        return self._joined_text(self._record(doc_id))
 
     def adapter(self, doc_id: str) -> DocumentAdapter:
-        """The document's adapter (rebuilt from its text if evicted or corrupted)."""
+        """The document's adapter (rebuilt from its text if it was evicted or corrupted)."""
         record = self._record(doc_id)
-        if record["fallback_reason"] is not None:
-            raise InvalidInputError(f"document {doc_id!r} has no adapter: {record['fallback_reason']}")
-        parts = [self._part_adapter(self.cache.get_text(sha) or "") for sha in record["parts"]]
+        reason = self._fallback_reason(record)
+        if reason is not None:
+            raise InvalidInputError(f"document {doc_id!r} has no adapter: {reason}")
         assert self.builder is not None
-        adapter = self.builder.document(parts, doc_id)
+        adapter = self.builder.document([self._part_adapter(sha) for sha in record["parts"]], doc_id)
         return replace(adapter, metadata={"title": record["title"]})
 
     def _record(self, doc_id: str) -> dict[str, Any]:
@@ -268,60 +357,112 @@ class DocumentInternalizer:
             )
         return record
 
+    def _stored_text(self, sha: str) -> str:
+        text = self.cache.get_text(sha)
+        if text is None:
+            raise D2LError(f"text {sha[:12]} is missing from the registry in {self.cache.directory}; add it again")
+        return text
+
+    def _joined_text(self, record: Mapping[str, Any]) -> str:
+        return "".join(self._stored_text(sha) for sha in record["parts"])
+
+    def _count_tokens(self, text: str) -> int:
+        return len(self.lm.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def _chunk_count(self, part_tokens: Sequence[int]) -> int:
+        return sum(math.ceil(n / self.chunk_tokens) for n in part_tokens)
+
+    def _info(self, doc_id: str, record: Mapping[str, Any]) -> DocumentInfo:
+        reason = self._fallback_reason(record)
+        return DocumentInfo(
+            doc_id=doc_id,
+            title=record["title"],
+            chars=record["chars"],
+            tokens=record["tokens"],
+            chunks=self._chunk_count(record["part_tokens"]),
+            internalized=reason is None,
+            fallback_reason=reason,
+            metadata=dict(record["metadata"]),
+        )
+
     # -- questions ----------------------------------------------------------------------------------
     def _route(self, question: str) -> list[str]:
         records = dict(self.cache.records(self.collection_name))
         if not records:
-            raise InvalidInputError(f"no documents in collection {self.collection_name!r} to answer from")
-        if self.router is None:
-            from d2l_rag.routing import BM25Router
-
-            self.router = BM25Router()
+            raise InvalidInputError(
+                f"no documents in collection {self.collection_name!r} to answer from; add one first"
+            )
         routing_texts = {
-            d: f"{r['title']}\n{(self.cache.get_text(r['parts'][0]) or '')[:2000]}" for d, r in records.items()
+            doc_id: f"{r['title']}\n{r['metadata'].get('summary') or self._stored_text(r['parts'][0])[:2000]}"
+            for doc_id, r in records.items()
         }
-        return list(self.router.route(question, routing_texts, 1))
+        return list(self.router.route(question, routing_texts, self.config.route_k))
 
     def _plan(self, question: str, doc_id: str | None, doc_ids: Sequence[str] | None) -> _Plan:
+        check_question(question)  # before routing, which would otherwise read it
         if doc_id is not None and doc_ids is not None:
             raise InvalidInputError("pass doc_id or doc_ids, not both")
+        if isinstance(doc_ids, str):
+            raise InvalidInputError(f"doc_ids must be a list of ids, got the string {doc_ids!r}; use doc_id=")
         routed = doc_id is None and doc_ids is None
-        ids = tuple(doc_ids) if doc_ids is not None else ((doc_id,) if doc_id is not None else tuple(self._route(question)))
+        if doc_ids is not None:
+            ids = tuple(dict.fromkeys(doc_ids))
+        else:
+            ids = (doc_id,) if doc_id is not None else tuple(self._route(question))
         if not ids:
             raise InvalidInputError("doc_ids is empty")
         start = time.perf_counter()
         adapters, fallback_texts, reasons = [], [], []
         for i in ids:
             record = self._record(i)
-            if record["fallback_reason"] is None:
-                adapters.append(self.adapter(i))
-            else:
-                fallback_texts.append(self.text(i))
-                reasons.append(f"{i}: {record['fallback_reason']}")
+            reason = self._fallback_reason(record)
+            if reason is None:
+                try:
+                    adapters.append(self.adapter(i))
+                    continue
+                except (RuntimeError, ValueError) as exc:  # the adapter could not be (re)built: answer in context
+                    if isinstance(exc, D2LError):
+                        raise
+                    reason = f"adapter build failed ({type(exc).__name__}: {exc})"
+            fallback_texts.append(self._joined_text(record))
+            reasons.append(f"{i}: {reason}")
         adapter = (compose(adapters) if len(adapters) > 1 else adapters[0]) if adapters else None
         context, kind = None, None
         if fallback_texts:
-            context, kind = fit_context(self.generator, question, "\n\n".join(fallback_texts),
-                                        self.config.fallback_passages)
+            context, kind = fit_context(
+                self.generator, question, "\n\n".join(fallback_texts), self.config.fallback_passages
+            )
         return _Plan(ids, adapter, context, kind, "; ".join(reasons) or None, routed, time.perf_counter() - start)
 
-    def _result(self, plan: _Plan, text: str, prompt_tokens: int, completion_tokens: int,
-                generate_s: float) -> InternalizedAnswer:
+    def _result(
+        self, plan: _Plan, text: str, prompt_tokens: int, completion_tokens: int, generate_s: float
+    ) -> InternalizedAnswer:
         return InternalizedAnswer(
-            text=text, doc_ids=plan.doc_ids, mode=plan.mode, prompt_tokens=prompt_tokens,  # type: ignore[arg-type]
+            text=text,
+            doc_ids=plan.doc_ids,
+            mode=plan.mode,  # type: ignore[arg-type]
+            prompt_tokens=prompt_tokens,
             completion_tokens=completion_tokens,
             timings={"adapter_s": plan.adapter_s, "generate_s": generate_s, "total_s": plan.adapter_s + generate_s},
-            adapter_rank=plan.adapter.rank if plan.adapter is not None else 0, fallback_reason=plan.fallback_reason,
-            context=plan.context_kind, routed=plan.routed,  # type: ignore[arg-type]
+            adapter_rank=plan.adapter.rank if plan.adapter is not None else 0,
+            fallback_reason=plan.fallback_reason,
+            context=plan.context_kind,
+            routed=plan.routed,  # type: ignore[arg-type]
         )
 
     def ask(self, question: str, doc_id: str | None = None, doc_ids: Sequence[str] | None = None) -> InternalizedAnswer:
         """Answer with the document's adapter (no text in the prompt); no id = let the router choose."""
         return self.ask_batch([question], [doc_id], [doc_ids])[0]
 
-    def ask_batch(self, questions: Sequence[str], doc_id: Sequence[str | None] | None = None,
-                  doc_ids: Sequence[Sequence[str] | None] | None = None) -> list[InternalizedAnswer]:
+    def ask_batch(
+        self,
+        questions: Sequence[str],
+        doc_id: Sequence[str | None] | None = None,
+        doc_ids: Sequence[Sequence[str] | None] | None = None,
+    ) -> list[InternalizedAnswer]:
         """Questions about different documents in one generation batch (one adapter per row)."""
+        if isinstance(questions, str) or isinstance(doc_id, str):
+            raise InvalidInputError("ask_batch takes lists (one entry per question); use ask() for one question")
         n = len(questions)
         singles = list(doc_id) if doc_id is not None else [None] * n
         multis = list(doc_ids) if doc_ids is not None else [None] * n
@@ -331,45 +472,91 @@ class DocumentInternalizer:
             return []
         plans = [self._plan(q, d, m) for q, d, m in zip(questions, singles, multis, strict=True)]
         answers = self.generator.answer_batch(questions, [p.adapter for p in plans], [p.context for p in plans])
-        return [self._result(p, a.text, a.prompt_tokens, a.completion_tokens, a.seconds)
-                for p, a in zip(plans, answers, strict=True)]
+        return [
+            self._result(p, a.text, a.prompt_tokens, a.completion_tokens, a.seconds)
+            for p, a in zip(plans, answers, strict=True)
+        ]
 
     def stream(self, question: str, doc_id: str | None = None, doc_ids: Sequence[str] | None = None) -> AnswerStream:
         """Iterate for text pieces; `.answer` then holds the full `InternalizedAnswer`."""
         plan = self._plan(question, doc_id, doc_ids)
-        start = time.perf_counter()
         prompt_tokens = len(self.generator.prompt_ids(question, plan.context))
+        start = time.perf_counter()
 
         def finish(text: str) -> InternalizedAnswer:
-            completion = len(self.lm.tokenizer(text, add_special_tokens=False)["input_ids"])
+            completion = self._count_tokens(text)
             return self._result(plan, text.strip(), prompt_tokens, completion, time.perf_counter() - start)
 
         return AnswerStream(iter(self.generator.stream(question, plan.adapter, plan.context)), finish)
 
-    async def aask(self, question: str, doc_id: str | None = None,
-                   doc_ids: Sequence[str] | None = None) -> InternalizedAnswer:
+    async def aask(
+        self, question: str, doc_id: str | None = None, doc_ids: Sequence[str] | None = None
+    ) -> InternalizedAnswer:
         return await asyncio.to_thread(self.ask, question, doc_id, doc_ids)
 
-    async def aask_batch(self, questions: Sequence[str], doc_id: Sequence[str | None] | None = None,
-                         doc_ids: Sequence[Sequence[str] | None] | None = None) -> list[InternalizedAnswer]:
+    async def aask_batch(
+        self,
+        questions: Sequence[str],
+        doc_id: Sequence[str | None] | None = None,
+        doc_ids: Sequence[Sequence[str] | None] | None = None,
+    ) -> list[InternalizedAnswer]:
         return await asyncio.to_thread(self.ask_batch, questions, doc_id, doc_ids)
 
     def ask_in_context(self, question: str, doc_id: str) -> InternalizedAnswer:
         """The same question with the document in the prompt (for side-by-side comparisons)."""
         text = self.text(doc_id)
+        start = time.perf_counter()
         context, kind = fit_context(self.generator, question, text, self.config.fallback_passages)
-        plan = _Plan((doc_id,), None, context, kind, "requested in-context answer", False, 0.0)
+        plan = _Plan((doc_id,), None, context, kind, "in-context answer requested", False, time.perf_counter() - start)
         a = self.generator.answer(question, context=context)
         return self._result(plan, a.text, a.prompt_tokens, a.completion_tokens, a.seconds)
 
     def info(self) -> dict[str, Any]:
         return {
-            "model": self.lm.name, "base_fingerprint": self.lm.fingerprint.id, "device": str(self.lm.device),
-            "hypernetwork": self.hypernet.id if self.hypernet else None, "no_adapter_reason": self.no_adapter_reason,
-            "chunk_tokens": self.chunk_tokens, "cache_dir": str(self.cache.directory),
-            "cached_adapters": len(self.cache), "cache_bytes": self.cache.adapter_bytes,
-            "collection": self.collection_name, "documents": len(self.documents()),
+            "model": self.lm.name,
+            "base_fingerprint": self.lm.fingerprint.id,
+            "device": str(self.lm.device),
+            "hypernetwork": self.hypernet.id if self.hypernet else None,
+            "checkpoint": str(self.checkpoint_path) if self.checkpoint_path else None,
+            "no_adapter_reason": self.no_adapter_reason,
+            "chunk_tokens": self.chunk_tokens,
+            "cache_dir": str(self.cache.directory),
+            "cached_adapters": len(self.cache),
+            "cache_bytes": self.cache.adapter_bytes,
+            "collection": self.collection_name,
+            "documents": len(self.documents()),
         }
+
+
+def read_text_files(paths: str | Path | Sequence[str | Path]) -> list[tuple[str, str]]:
+    """(doc id, text) of .txt/.md/.rst files; directories are walked and ids are paths relative to them."""
+    roots = [Path(paths)] if isinstance(paths, str | Path) else [Path(p) for p in paths]
+    docs: list[tuple[str, str]] = []
+    for root in roots:
+        if not root.exists():
+            raise InvalidInputError(f"path {root} does not exist")
+        if root.is_dir():
+            files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in TEXT_SUFFIXES)
+            if not files:
+                raise InvalidInputError(f"{root} holds no {'/'.join(sorted(TEXT_SUFFIXES))} files")
+        else:
+            files = [root]
+        for path in files:
+            raw = path.read_bytes()
+            if b"\x00" in raw:
+                raise InvalidInputError(f"{path} looks binary (contains NUL bytes); only text files can be added")
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise InvalidInputError(f"{path} is not valid UTF-8 ({exc.reason} at byte {exc.start})") from exc
+            docs.append((path.relative_to(root).as_posix() if root.is_dir() else path.name, text))
+    return docs
+
+
+def _check_collection(name: Any) -> str:
+    if not isinstance(name, str) or not name.strip() or ":" in name or "\x00" in name:
+        raise InvalidInputError(f"collection name must be a non-empty string without ':' or NUL, got {name!r}")
+    return name
 
 
 def _check_doc_id(doc_id: Any) -> str:
@@ -380,21 +567,26 @@ def _check_doc_id(doc_id: Any) -> str:
     return doc_id
 
 
-def _check_text(text: Any, doc_id: str) -> str:
+def _check_length(chars: int, doc_id: str, limit: int | None) -> None:
+    if limit is not None and chars > limit:
+        raise InvalidInputError(
+            f"document {doc_id!r} would have {chars:,} characters, over the limit of {limit:,} "
+            "(InternalizerConfig.max_document_chars): split it into several documents or raise the limit"
+        )
+
+
+def _check_text(text: Any, doc_id: str, max_chars: int | None = None) -> str:
     if isinstance(text, bytes):
         raise InvalidInputError(f"text of {doc_id!r} is bytes; decode it to str first")
     if not isinstance(text, str):
         raise InvalidInputError(f"text of {doc_id!r} must be str, got {type(text).__name__}")
+    _check_length(len(text), doc_id, max_chars)  # before anything that reads the whole text
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InvalidInputError(f"text of {doc_id!r} is not valid Unicode: lone surrogate at {exc.start}") from exc
     if not text.strip():
         raise InvalidInputError(f"text of {doc_id!r} is empty or whitespace only")
     if "\x00" in text:
         raise InvalidInputError(f"text of {doc_id!r} contains NUL characters")
     return text
-
-
-def _info(doc_id: str, record: Mapping[str, Any]) -> DocumentInfo:
-    return DocumentInfo(
-        doc_id=doc_id, title=record["title"], chars=record["chars"], tokens=record["tokens"], chunks=record["chunks"],
-        internalized=record["fallback_reason"] is None, fallback_reason=record["fallback_reason"],
-        metadata=record["metadata"],
-    )

@@ -1,26 +1,37 @@
 #!/usr/bin/env bash
-# On a rented GPU box: start training in the background (if not running) and poll it for up to $POLL_S
-# seconds, copying the log and the checkpoint (split into 15 MB parts) to $OUT each time.
-# Usage: bash scripts/device_train.sh CONFIG.json RUN_DIR [extra args for python -m d2l_rag.training]
+# On a rented GPU box: run training stages in the background (each stage starts from the previous stage's
+# checkpoint) and poll for up to $POLL_S seconds, copying logs and the newest checkpoint (15 MB parts) to $OUT.
+# Re-running the same command later only polls: finished stages are skipped, a running one is left alone.
+# Usage: [INIT=CKPT_DIR] [AFTER="command"] bash scripts/device_train.sh RUN_DIR CONFIG1.json [CONFIG2.json ...]
+# AFTER runs once the stages finish (e.g. a benchmark writing to $RUN_DIR/bench, which is copied out too).
 set -u
 source scripts/device_setup.sh >/dev/null
-config=$1; run=$2; shift 2
+run=$1; shift
 mkdir -p "$run"
 if ! pgrep -f "d2l_rag.training" >/dev/null && [ ! -f "$run/done" ]; then
-  setsid nohup bash -c "python3 -m d2l_rag.training $config --out $run $* > $run/stdout.log 2>&1; touch $run/done" \
-    >/dev/null 2>&1 < /dev/null &
+  script="set -u; prev=\${INIT:-}; i=0"
+  for config in "$@"; do
+    script+="; i=\$((i+1)); stage=$run/stage\$i"
+    script+="; if [ ! -f \$stage/done ]; then python3 -m d2l_rag.training $config --out \$stage"
+    script+=" \${prev:+--init \$prev} >> $run/stdout.log 2>&1 && touch \$stage/done || { touch $run/done; exit 1; }; fi; prev=\$stage/checkpoint"
+  done
+  script+="; ${AFTER:-true} >> $run/stdout.log 2>&1"
+  setsid nohup bash -c "$script; touch $run/done" >/dev/null 2>&1 < /dev/null &
   sleep 5
 fi
-deadline=$(( $(date +%s) + ${POLL_S:-520} ))
 copy_out() {
-  cp "$run/stdout.log" "$OUT/" 2>/dev/null; cp "$run/log.jsonl" "$OUT/" 2>/dev/null
-  if [ -f "$run/checkpoint/hypernetwork.safetensors" ]; then
-    cp "$run/checkpoint/config.json" "$OUT/ckpt_config.json"
-    split -b 15M "$run/checkpoint/hypernetwork.safetensors" "$OUT/ckpt.part."
+  cp "$run/stdout.log" "$OUT/" 2>/dev/null
+  cat "$run"/stage*/log.jsonl > "$OUT/log.jsonl" 2>/dev/null
+  [ -d "$run/bench" ] && cp -r "$run/bench" "$OUT/"
+  newest=$(ls -td "$run"/stage*/checkpoint 2>/dev/null | head -n 1)
+  if [ -n "$newest" ] && [ -f "$newest/hypernetwork.safetensors" ]; then
+    cp "$newest/config.json" "$OUT/ckpt_config.json"
+    split -b 15M "$newest/hypernetwork.safetensors" "$OUT/ckpt.part."
   fi
 }
-while [ "$(date +%s)" -lt "$deadline" ] && [ ! -f "$run/done" ]; do sleep 15; done
+deadline=$(( $(date +%s) + ${POLL_S:-520} ))
+while [ "$(date +%s)" -lt "$deadline" ] && [ ! -f "$run/done" ]; do sleep 10; done
 copy_out
-tail -n 25 "$run/stdout.log"
+grep -v -e Converting -e "Loading weights" "$run/stdout.log" | tail -n 30
 [ -f "$run/done" ] && echo "TRAINING DONE"
 nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader

@@ -66,3 +66,18 @@ def merged_copy(lm: FrozenLM, *adapters: DocumentAdapter) -> torch.nn.Module:
                 for layer, module in enumerate(modules):
                     module.weight += adapter.delta_weight(target, layer).to(module.weight.dtype)
     return model
+
+
+@pytest.fixture(scope="session")
+def random_checkpoint_dir(tmp_path_factory: pytest.TempPathFactory, default_lm: FrozenLM):
+    """A checkpoint for the default model whose adapters are non-trivial (random output scalers).
+
+    Tests of caching, composition and plumbing use it so they do not depend on the shipped checkpoint's quality.
+    """
+    from d2l_rag.model import save_checkpoint
+
+    config = HypernetConfig(rank=4, width=64, num_heads=4, num_blocks=1, chunk_tokens=256)
+    loaded = LoadedHypernetwork.fresh(default_lm, config, seed=0)
+    with torch.no_grad():
+        loaded.network.out_scale.normal_(0.0, 0.02, generator=torch.Generator().manual_seed(0))
+    return save_checkpoint(loaded.network, default_lm, tmp_path_factory.mktemp("checkpoint") / "random")

@@ -8,8 +8,7 @@ import tempfile
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError, safe_open
-from safetensors.torch import save_file
+from safetensors import SafetensorError
 
 from d2l_rag.adapters.document_adapter import DocumentAdapter
 from d2l_rag.errors import AdapterMismatchError, D2LError
@@ -43,11 +42,13 @@ def save_adapter(adapter: DocumentAdapter, path: str | Path) -> Path:
     """Write atomically (temp file + rename): a crash never leaves a half-written adapter at `path`."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tensors, header = _tensors_and_header(adapter)
+    blob = adapter_to_bytes(adapter)
     fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    os.close(fd)
     try:
-        save_file(tensors, tmp, metadata=header)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(blob)
+            handle.flush()
+            os.fsync(handle.fileno())  # the bytes are on disk before the name points at them
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -56,10 +57,25 @@ def save_adapter(adapter: DocumentAdapter, path: str | Path) -> Path:
 
 
 def adapter_to_bytes(adapter: DocumentAdapter) -> bytes:
+    """The adapter as safetensors bytes; equal adapters give equal bytes, in any process."""
     from safetensors.torch import save
 
     tensors, header = _tensors_and_header(adapter)
-    return save(tensors, metadata=header)
+    return _canonical(save(tensors, metadata=header))
+
+
+def _canonical(blob: bytes) -> bytes:
+    """Re-serialise the JSON header with sorted keys.
+
+    safetensors writes `__metadata__` in hash-map order, which changes from process to process, so the same
+    adapter would get different bytes (and checksums) in two processes. Data offsets are relative to the end of
+    the header, so only the 8-byte length prefix changes with it; the header is space-padded to 8 bytes.
+    """
+    size = int.from_bytes(blob[:8], "little")
+    header = json.dumps(json.loads(blob[8 : 8 + size]), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    text = header.encode("utf-8")
+    text += b" " * (-len(text) % 8)
+    return len(text).to_bytes(8, "little") + text + blob[8 + size :]
 
 
 def _from_parts(tensors: dict[str, torch.Tensor], header: dict[str, str], where: str) -> DocumentAdapter:
@@ -104,20 +120,22 @@ def adapter_from_bytes(blob: bytes, where: str = "adapter bytes") -> DocumentAda
     return _from_parts(tensors, header, where)
 
 
-def load_adapter(path: str | Path, base_fingerprint: str | None = None) -> DocumentAdapter:
-    """Load an adapter; with `base_fingerprint`, refuse one made for another base model."""
+def load_adapter(
+    path: str | Path, base_fingerprint: str | None = None, hypernet_id: str | None = None
+) -> DocumentAdapter:
+    """Load an adapter; with `base_fingerprint` / `hypernet_id`, refuse one made for another base or checkpoint."""
     path = Path(path)
     if not path.is_file():
         raise D2LError(f"adapter file {path} not found")
-    try:
-        with safe_open(str(path), framework="pt") as handle:
-            header = handle.metadata() or {}
-            tensors = {key: handle.get_tensor(key) for key in handle.keys()}
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise D2LError(f"{path} is not a valid safetensors file: {exc}") from exc
-    adapter = _from_parts(tensors, header, str(path))
+    adapter = adapter_from_bytes(path.read_bytes(), where=str(path))
     if base_fingerprint is not None and adapter.base_fingerprint != base_fingerprint:
         raise AdapterMismatchError(
-            f"{path} was made for base model {adapter.base_fingerprint}, but the loaded base model is {base_fingerprint}"
+            f"{path} was made for base model {adapter.base_fingerprint}, but the loaded base model is "
+            f"{base_fingerprint}"
+        )
+    if hypernet_id is not None and adapter.hypernet_id != hypernet_id:
+        raise AdapterMismatchError(
+            f"{path} was made by hypernetwork checkpoint {adapter.hypernet_id}, but the loaded checkpoint is "
+            f"{hypernet_id}"
         )
     return adapter

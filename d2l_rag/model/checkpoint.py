@@ -7,7 +7,6 @@ checks shapes), and never unpickles anything.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import tempfile
 from pathlib import Path
@@ -16,7 +15,7 @@ from typing import Any
 import torch
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load, save_file
 
 from d2l_rag.config import HypernetConfig
 from d2l_rag.errors import CheckpointMismatchError, D2LError
@@ -97,7 +96,10 @@ def _check_base(expected: BaseFingerprint, actual: BaseFingerprint, where: Path)
 
 
 def save_checkpoint(
-    network: Hypernetwork, lm: FrozenLM, directory: str | Path, training: dict[str, Any] | None = None,
+    network: Hypernetwork,
+    lm: FrozenLM,
+    directory: str | Path,
+    training: dict[str, Any] | None = None,
     dtype: torch.dtype = torch.bfloat16,
 ) -> Path:
     """Write weights (bf16 by default, to keep the shipped file small) and config atomically."""
@@ -118,9 +120,24 @@ def read_checkpoint_config(directory: str | Path) -> CheckpointConfig:
     if not path.is_file():
         raise D2LError(f"{path} not found: a checkpoint is a directory with {CONFIG_NAME} and {WEIGHTS_NAME}")
     try:
-        return CheckpointConfig.model_validate_json(path.read_text())
-    except ValidationError as exc:
+        return CheckpointConfig.model_validate_json(path.read_bytes())  # bytes: invalid UTF-8 is a ValidationError
+    except (ValidationError, OSError) as exc:
         raise D2LError(f"invalid checkpoint config {path}: {exc}") from exc
+
+
+_PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
+
+
+def _missing_weights_error(directory: Path) -> D2LError:
+    """Name any pickle-format weights found instead, and say they are not loaded (they could run code)."""
+    pickles = sorted(p.name for p in directory.iterdir() if p.suffix.lower() in _PICKLE_SUFFIXES)
+    if pickles:
+        return D2LError(
+            f"{directory / WEIGHTS_NAME} not found; {directory} holds {', '.join(pickles)}, a pickle format that "
+            f"d2l-rag will never unpickle (loading a pickle can run arbitrary code). Convert the weights to "
+            f"safetensors with a trusted tool, e.g. safetensors.torch.save_file(state_dict, '{WEIGHTS_NAME}')"
+        )
+    return D2LError(f"{directory / WEIGHTS_NAME} not found")
 
 
 def load_checkpoint(directory: str | Path, lm: FrozenLM) -> LoadedHypernetwork:
@@ -130,10 +147,10 @@ def load_checkpoint(directory: str | Path, lm: FrozenLM) -> LoadedHypernetwork:
     _check_base(config.base, lm.fingerprint, directory)
     weights = directory / WEIGHTS_NAME
     if not weights.is_file():
-        raise D2LError(f"{weights} not found")
-    blob = weights.read_bytes()
+        raise _missing_weights_error(directory)
+    blob = weights.read_bytes()  # parsed and hashed from the same bytes, so the id is the id of these weights
     try:
-        state = load_file(str(weights))
+        state = load(blob)
     except (SafetensorError, OSError, ValueError) as exc:
         raise D2LError(f"{weights} is not a valid safetensors file: {exc}") from exc
     network = build_hypernetwork(lm, config.hypernet)

@@ -24,7 +24,7 @@ class BaseFingerprint(BaseModel):
     hidden_size: int = Field(gt=0)
     intermediate_size: int = Field(ge=0)
     vocab_size: int = Field(gt=0)
-    tokenizer_sha256: str = Field(min_length=64, max_length=64, description="Hash of vocabulary and special tokens.")
+    tokenizer_sha256: str = Field(min_length=64, max_length=64, description="Hash of the vocabulary (token -> id).")
 
     @property
     def id(self) -> str:
@@ -37,10 +37,10 @@ class BaseFingerprint(BaseModel):
 
 
 def _tokenizer_sha256(tokenizer: Any) -> str:
+    """The token -> id mapping alone: the list of special tokens a tokenizer reports varies between
+    transformers releases (5.17 and 5.23 disagreed on the same GGUF), the vocabulary does not."""
     vocab = sorted(tokenizer.get_vocab().items(), key=lambda item: item[1])
-    special = sorted(str(t) for t in getattr(tokenizer, "all_special_tokens", []))
-    blob = json.dumps({"vocab": vocab, "special": special}, ensure_ascii=False).encode()
-    return hashlib.sha256(blob).hexdigest()
+    return hashlib.sha256(json.dumps(vocab, ensure_ascii=False).encode()).hexdigest()
 
 
 def fingerprint_of(model: Any, tokenizer: Any) -> BaseFingerprint:

@@ -89,7 +89,8 @@ def apply_lora(model: nn.Module, weights: LoraBatch, scale: float = 1.0) -> Iter
         try:
             for name, (a_all, b_all) in weights.items():
                 for layer, module in enumerate(targets[name]):
-                    handles.append(module.register_forward_hook(_make_hook(a_all[:, layer], b_all[:, layer], scale, batch)))
+                    hook = _make_hook(a_all[:, layer], b_all[:, layer], scale, batch, me)
+                    handles.append(module.register_forward_hook(hook))
             yield
         finally:
             for handle in handles:
@@ -97,8 +98,10 @@ def apply_lora(model: nn.Module, weights: LoraBatch, scale: float = 1.0) -> Iter
             guard.owner = None
 
 
-def _make_hook(a: torch.Tensor, b: torch.Tensor, scale: float, batch: int):
+def _make_hook(a: torch.Tensor, b: torch.Tensor, scale: float, batch: int, owner: int):
     def hook(module: nn.Module, args: tuple[torch.Tensor, ...], output: torch.Tensor) -> torch.Tensor:
+        if threading.get_ident() != owner:  # another thread's forward (no adapter, or encoding) sees the bare model
+            return output
         x = args[0]
         if x.shape[0] != batch:
             raise InvalidInputError(f"forward batch has {x.shape[0]} rows but {batch} adapters were given")

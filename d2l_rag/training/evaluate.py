@@ -1,28 +1,95 @@
-"""Needle-in-a-haystack evaluation: exact match of the magic number, by document length and needle depth."""
+"""Held-out evaluations: needle-in-a-haystack (magic number) and fictional-facts QA, by mode and length.
+
+Modes: "adapter" (question only, the document's adapter), "in_context" (document in the prompt, only where it fits
+the window) and "no_document" (the floor). Examples come from the held-out split of each generator.
+"""
 
 from __future__ import annotations
 
 import random
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from d2l_rag.adapters.builder import AdapterBuilder
 from d2l_rag.config import GenerationConfig
 from d2l_rag.generation import Generator
 from d2l_rag.model.base import FrozenLM
 from d2l_rag.model.checkpoint import LoadedHypernetwork
-from d2l_rag.training.needle import make_needle_example
+from d2l_rag.training.examples import QAExample
+from d2l_rag.training.facts import make_facts_example
+from d2l_rag.training.needle import N_DEPTH_BINS, make_needle_example
 from d2l_rag.training.pool import token_counter
 
-__all__ = ["MODES", "magic_number_correct", "niah_eval"]
+__all__ = ["MODES", "answer_contains", "facts_eval", "magic_number_correct", "niah_eval"]
 
 MODES = ("adapter", "in_context", "no_document")
+Scorer = Callable[[str, str], bool]
 
 
 def magic_number_correct(answer: str, expected: str) -> bool:
     """Exact match: the first 4-digit number in the answer is the needle's."""
     found = re.findall(r"(?<!\d)\d{4}(?!\d)", answer.replace(",", ""))
     return bool(found) and found[0] == expected
+
+
+def answer_contains(answer: str, expected: str) -> bool:
+    """The reference answer (a name, date, number or code) appears in the answer, case and spacing ignored."""
+
+    def norm(s: str) -> str:
+        return " ".join(re.sub(r"[^\w]+", " ", s.lower()).split())
+
+    return bool(expected) and f" {norm(expected)} " in f" {norm(answer)} "
+
+
+def _score_modes(
+    lm: FrozenLM,
+    builder: AdapterBuilder | None,
+    generator: Generator,
+    examples: list[QAExample],
+    modes: Sequence[str],
+    score: Scorer,
+    batch_size: int,
+) -> dict[str, dict[str, object] | None]:
+    """Accuracy of each mode on `examples` (None where in-context does not fit the window)."""
+    count = token_counter(lm)
+    fits = all(count(ex.document) + 96 + generator.config.max_new_tokens <= lm.context_window for ex in examples)
+    out: dict[str, dict[str, object] | None] = {}
+    for mode in modes:
+        if mode == "adapter" and builder is None:
+            continue
+        if mode == "in_context" and not fits:
+            out[mode] = None
+            continue
+        correct: list[bool] = []
+        by_depth: dict[str, list[bool]] = {}
+        answers = []
+        for start in range(0, len(examples), batch_size):
+            batch = examples[start : start + batch_size]
+            questions = [ex.question for ex in batch]
+            if mode == "adapter":
+                assert builder is not None
+                answers = generator.answer_batch(questions, adapters=[builder.build(ex.document) for ex in batch])
+            elif mode == "in_context":
+                answers = generator.answer_batch(questions, contexts=[ex.document for ex in batch])
+            else:
+                answers = generator.answer_batch(questions)
+            for ex, ans in zip(batch, answers, strict=True):
+                ok = score(ans.text, ex.answer)
+                correct.append(ok)
+                by_depth.setdefault(str(min(int((ex.depth or 0) * N_DEPTH_BINS), N_DEPTH_BINS - 1)), []).append(ok)
+        out[mode] = {
+            "accuracy": sum(correct) / len(correct),
+            "n": len(correct),
+            "by_depth": {k: sum(v) / len(v) for k, v in sorted(by_depth.items(), key=lambda kv: int(kv[0]))},
+            "sample_answer": answers[-1].text if answers else "",
+        }
+    return out
+
+
+def _tools(lm: FrozenLM, hypernet: LoadedHypernetwork | None, max_new_tokens: int, chunk_tokens: int | None):
+    generator = Generator(lm, GenerationConfig(max_new_tokens=max_new_tokens))
+    builder = AdapterBuilder(lm, hypernet, chunk_tokens=chunk_tokens, batch_chunks=16) if hypernet else None
+    return generator, builder
 
 
 def niah_eval(
@@ -36,42 +103,41 @@ def niah_eval(
     max_new_tokens: int = 24,
     chunk_tokens: int | None = None,
 ) -> dict[str, dict[str, object]]:
-    """Accuracy per mode and length (and per depth bin); held-out needles, depths cycled over 10 bins.
-
-    In-context is reported only where document + question fit the model's window.
-    """
+    """{mode: {length: result}}; held-out needles (one number in five, by hash), depths cycled over the 10 bins."""
     count = token_counter(lm)
-    generator = Generator(lm, GenerationConfig(max_new_tokens=max_new_tokens))
-    builder = AdapterBuilder(lm, hypernet, chunk_tokens=chunk_tokens, batch_chunks=16) if hypernet else None
+    generator, builder = _tools(lm, hypernet, max_new_tokens, chunk_tokens)
     results: dict[str, dict[str, object]] = {m: {} for m in modes}
     for length in lengths:
         rng = random.Random(seed + length)
-        examples = [make_needle_example(rng, length, count, depth_bin=i % 10, split="heldout") for i in range(n_per_length)]
-        for mode in modes:
-            if mode == "adapter" and builder is None:
-                continue
-            if mode == "in_context" and count(examples[0].document) + 64 + max_new_tokens > lm.context_window:
-                results[mode][str(length)] = None
-                continue
-            correct, by_depth = [], {}
-            for start in range(0, len(examples), batch_size):
-                batch = examples[start : start + batch_size]
-                questions = [ex.question for ex in batch]
-                if mode == "adapter":
-                    answers = generator.answer_batch(questions, adapters=[builder.build(ex.document) for ex in batch])
-                elif mode == "in_context":
-                    answers = generator.answer_batch(questions, contexts=[ex.document for ex in batch])
-                else:
-                    answers = generator.answer_batch(questions)
-                for ex, ans in zip(batch, answers, strict=True):
-                    ok = magic_number_correct(ans.text, ex.answer)
-                    correct.append(ok)
-                    bin_ = str(int((ex.depth or 0) * 10))
-                    by_depth.setdefault(bin_, []).append(ok)
-            results[mode][str(length)] = {
-                "accuracy": sum(correct) / len(correct),
-                "n": len(correct),
-                "by_depth": {k: sum(v) / len(v) for k, v in sorted(by_depth.items())},
-                "sample_answer": answers[-1].text,
-            }
+        examples = [
+            make_needle_example(rng, length, count, depth_bin=i % N_DEPTH_BINS, split="heldout")
+            for i in range(n_per_length)
+        ]
+        for mode, result in _score_modes(lm, builder, generator, examples, modes, magic_number_correct,
+                                         batch_size).items():
+            results[mode][str(length)] = result
+    return results
+
+
+def facts_eval(
+    lm: FrozenLM,
+    hypernet: LoadedHypernetwork | None,
+    lengths: Sequence[int],
+    n_per_length: int,
+    seed: int = 4321,
+    modes: Sequence[str] = MODES,
+    batch_size: int = 16,
+    max_new_tokens: int = 32,
+    chunk_tokens: int | None = None,
+) -> dict[str, dict[str, object]]:
+    """{mode: {length: result}} on held-out fictional facts (names and codes never seen in training)."""
+    count = token_counter(lm)
+    generator, builder = _tools(lm, hypernet, max_new_tokens, chunk_tokens)
+    results: dict[str, dict[str, object]] = {m: {} for m in modes}
+    for length in lengths:
+        rng = random.Random(seed + length)
+        examples = [make_facts_example(rng, length, count, "heldout", rng.randint(1, 4)) for _ in range(n_per_length)]
+        for mode, result in _score_modes(lm, builder, generator, examples, modes, answer_contains,
+                                         batch_size).items():
+            results[mode][str(length)] = result
     return results

@@ -8,6 +8,7 @@ sentence boundary (splitting a filler line there), so documents of two lines or 
 
 from __future__ import annotations
 
+import hashlib
 import random
 from collections.abc import Callable, Iterator, Sequence
 
@@ -34,8 +35,12 @@ def needle_sentence(number: int) -> str:
 
 
 def number_split(number: int) -> Split:
-    """Held-out needles are the multiples of 5, so a held-out score never measures a memorised number."""
-    return "heldout" if number % 5 == 0 else "train"
+    """One number in five is held out, chosen by a hash, so a held-out score never measures a memorised number.
+
+    A hash, not `number % 5`: held-out multiples of 5 taught the network that a needle never ends in 0 or 5,
+    and it then missed the last digit of every held-out needle (measured: 0/16 held-out, 18/18 train).
+    """
+    return "heldout" if hashlib.sha256(str(number).encode()).digest()[0] % 5 == 0 else "train"
 
 
 def _draw_number(rng: random.Random, split: Split) -> int:

@@ -171,7 +171,7 @@ class Trainer:
         return history
 
     def evaluate(self, log_path: Path | None = None) -> dict[str, Any]:
-        from d2l_rag.training.evaluate import niah_eval
+        from d2l_rag.training.evaluate import facts_eval, niah_eval
 
         if not self.accelerator.is_main_process:
             return {}
@@ -180,11 +180,15 @@ class Trainer:
         loaded = LoadedHypernetwork(net, CheckpointConfig(hypernet=self.cfg.hypernet, base=self.lm.fingerprint),
                                     f"training-{self.step}")
         with torch.no_grad(), self.accelerator.autocast():
-            result = niah_eval(self.lm, loaded, self.cfg.eval_lengths, self.cfg.eval_examples, modes=("adapter",))
+            niah = niah_eval(self.lm, loaded, self.cfg.eval_lengths, self.cfg.eval_examples, modes=("adapter",))
+            facts = facts_eval(self.lm, loaded, self.cfg.eval_lengths[:1], self.cfg.eval_examples, modes=("adapter",))
         net.train()
-        summary = {k: v["accuracy"] for k, v in result["adapter"].items() if v}
-        self.accelerator.print(f"eval step {self.step}: niah {summary}")
+        summary = {
+            "eval_niah": {k: v["accuracy"] for k, v in niah["adapter"].items() if v},
+            "eval_facts": {k: v["accuracy"] for k, v in facts["adapter"].items() if v},
+        }
+        self.accelerator.print(f"eval step {self.step}: {summary}")
         if log_path is not None:
             with log_path.open("a") as f:
-                f.write(json.dumps({"step": self.step, "eval_niah": summary}) + "\n")
-        return result
+                f.write(json.dumps({"step": self.step, **summary}) + "\n")
+        return {"niah": niah, "facts": facts}

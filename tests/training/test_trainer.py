@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 
 import pytest
@@ -70,3 +71,14 @@ def test_resume_continues_from_same_step_and_loss(lm, tmp_path) -> None:
     assert [r["step"] for r in rest] == [11, 12, 13, 14, 15]
     for a, b in zip(straight[10:], rest, strict=True):
         assert a["loss"] == pytest.approx(b["loss"], rel=1e-5, abs=1e-7)
+
+
+def test_periodic_eval_logs_niah_and_facts_accuracy(tmp_path):
+    lm = tiny_llama(seed=0)
+    cfg = _config(tmp_path, steps=1).model_copy(update={"eval_lengths": [48], "eval_examples": 2})
+    trainer = Trainer(cfg, lm=lm)
+    result = trainer.evaluate(tmp_path / "log.jsonl")
+    assert set(result) == {"niah", "facts"}
+    assert result["niah"]["adapter"]["48"]["n"] == 2 and result["facts"]["adapter"]["48"]["n"] == 2
+    logged = json.loads((tmp_path / "log.jsonl").read_text().splitlines()[-1])
+    assert set(logged) == {"step", "eval_niah", "eval_facts"}

@@ -1,0 +1,180 @@
+"""Needle-in-a-haystack and held-out fictional-facts benchmark: one command, JSON + markdown + PNG.
+
+    python -m benchmarks.niah --out benchmarks/results/niah_gpu             # full: 1k..64k, 50 a length
+    python -m benchmarks.niah --lengths 1024,2048 --n 10 --facts-n 20        # quick
+    python -m benchmarks.niah --render benchmarks/results/niah_gpu/niah.json  # markdown + plot from a JSON
+
+Modes: the D2L adapter with the question alone, in-context (where the document fits the window) and the base model
+with no document. Exact match: the first 4-digit number of the answer is the needle's; facts: the reference answer
+appears in the answer. Needles and facts come from the held-out splits that training never sees.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+DEFAULT_LENGTHS = (1024, 2048, 4096, 8192, 16384, 32768, 65536)
+MODES = ("adapter", "in_context", "no_document")
+
+
+def run(
+    model: str | None,
+    checkpoint: str | None,
+    lengths: list[int],
+    n: int,
+    facts_lengths: list[int],
+    facts_n: int,
+    batch_size: int,
+) -> dict[str, Any]:
+    import torch
+    import transformers
+
+    from d2l_rag.default_checkpoint import find_checkpoint
+    from d2l_rag.model import load_base_model, load_checkpoint
+    from d2l_rag.training.evaluate import facts_eval, niah_eval
+
+    lm = load_base_model(model)
+    found = checkpoint or find_checkpoint(lm)
+    if found is None:
+        raise SystemExit(f"no checkpoint fits {lm.fingerprint.describe()}; pass --checkpoint DIR")
+    hypernet = load_checkpoint(found, lm)
+    started = time.perf_counter()
+    with torch.no_grad():
+        niah = niah_eval(lm, hypernet, lengths, n, modes=MODES, batch_size=batch_size)
+        facts = facts_eval(lm, hypernet, facts_lengths, facts_n, modes=MODES, batch_size=batch_size)
+    return {
+        "niah": niah,
+        "facts": facts,
+        "settings": {
+            "lengths": lengths,
+            "n_per_length": n,
+            "facts_lengths": facts_lengths,
+            "facts_n": facts_n,
+            "chunk_tokens": hypernet.config.hypernet.chunk_tokens,
+            "context_window": lm.context_window,
+        },
+        "checkpoint": {"path": str(found), "id": hypernet.id, "training_step": hypernet.config.training.get("step")},
+        "machine": {
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "transformers": transformers.__version__,
+            "device": str(lm.device),
+            "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
+        },
+        "model": lm.name,
+        "seconds": time.perf_counter() - started,
+    }
+
+
+def _cell(result: dict[str, Any] | None) -> str:
+    return "n/a (beyond window)" if result is None else f"{result['accuracy']:.2f} (n={result['n']})"
+
+
+def markdown(data: dict[str, Any]) -> str:
+    lines = [
+        f"# Needle in a haystack and fictional facts — {data['model']}",
+        "",
+        f"Checkpoint `{data['checkpoint']['id']}` (step {data['checkpoint']['training_step']}), "
+        f"chunk {data['settings']['chunk_tokens']} tokens, native window {data['settings']['context_window']}; "
+        f"{data['machine']['gpu'] or data['machine']['device']}, {data['seconds']:.0f} s.",
+        "",
+    ]
+    for title, key in (
+        ("Needle in a haystack (exact match)", "niah"),
+        ("Held-out fictional facts (answer found)", "facts"),
+    ):
+        table = data[key]
+        lengths = sorted({int(k) for mode in table.values() for k in mode}, key=int)
+        lines += [f"## {title}", "", "| tokens | " + " | ".join(table) + " |", "|---" * (len(table) + 1) + "|"]
+        for length in lengths:
+            lines.append(f"| {length} | " + " | ".join(_cell(table[m].get(str(length))) for m in table) + " |")
+        lines.append("")
+    adapter = data["niah"].get("adapter", {})
+    if adapter:
+        lines += [
+            "## Adapter accuracy by needle depth (rows: tokens, columns: depth bin 0-9)",
+            "",
+            "| tokens | " + " | ".join(str(i) for i in range(10)) + " |",
+            "|---" * 11 + "|",
+        ]
+        for length, result in sorted(adapter.items(), key=lambda kv: int(kv[0])):
+            depth = result["by_depth"]
+            lines.append(
+                f"| {length} | " + " | ".join(f"{depth.get(str(i), float('nan')):.2f}" for i in range(10)) + " |"
+            )
+    return "\n".join(lines) + "\n"
+
+
+def plot(data: dict[str, Any], path: Path) -> bool:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for ax, key, title in ((axes[0], "niah", "Needle in a haystack"), (axes[1], "facts", "Held-out facts")):
+        for mode, table in data[key].items():
+            points = sorted((int(k), v["accuracy"]) for k, v in table.items() if v)
+            if points:
+                ax.plot(*zip(*points, strict=True), marker="o", label=mode)
+        ax.axvline(data["settings"]["context_window"], color="grey", linestyle=":", label="native window")
+        ax.set_xscale("log", base=2)
+        ax.set_ylim(-0.02, 1.02)
+        ax.set_xlabel("document tokens")
+        ax.set_ylabel("accuracy")
+        ax.set_title(title)
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    return True
+
+
+def write(data: dict[str, Any], out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "niah.json").write_text(json.dumps(data, indent=2))
+    (out / "niah.md").write_text(markdown(data))
+    if not plot(data, out / "niah.png"):
+        print("matplotlib missing: no plot (render later with --render)")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.niah", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--model", help="base model path (default: the embedded SmolLM2 GGUF)")
+    parser.add_argument("--checkpoint", help="hypernetwork checkpoint dir (default: the shipped one)")
+    parser.add_argument("--lengths", default=",".join(map(str, DEFAULT_LENGTHS)))
+    parser.add_argument("--n", type=int, default=50, help="needle examples per length (depths cycle over 10 bins)")
+    parser.add_argument("--facts-lengths", default="256,1024")
+    parser.add_argument("--facts-n", type=int, default=100)
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/niah"))
+    parser.add_argument("--render", type=Path, help="only rewrite markdown and plot from this JSON")
+    args = parser.parse_args(argv)
+    if args.render:
+        data = json.loads(args.render.read_text())
+        write(data, args.render.parent)
+        return
+    data = run(
+        args.model,
+        args.checkpoint,
+        [int(x) for x in args.lengths.split(",")],
+        args.n,
+        [int(x) for x in args.facts_lengths.split(",")],
+        args.facts_n,
+        args.batch_size,
+    )
+    write(data, args.out)
+    print(markdown(data))
+
+
+if __name__ == "__main__":
+    main()
