@@ -43,7 +43,7 @@ def in_context_user_message(question: str, context: str | None) -> str:
 
 def chat_messages(question: str, context: str | None = None, system_prompt: str | None = None) -> list[dict[str, str]]:
     messages = [{"role": "system", "content": system_prompt}] if system_prompt else []
-    return messages + [{"role": "user", "content": in_context_user_message(question, context)}]
+    return [*messages, {"role": "user", "content": in_context_user_message(question, context)}]
 
 
 def check_question(question: Any) -> str:
@@ -67,7 +67,9 @@ class Generator:
 
     def prompt_ids(self, question: str, context: str | None = None) -> list[int]:
         messages = chat_messages(check_question(question), context, self.config.system_prompt)
-        ids = self.lm.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True, return_dict=True)
+        ids = self.lm.tokenizer.apply_chat_template(
+            messages, add_generation_prompt=True, tokenize=True, return_dict=True
+        )
         return list(ids["input_ids"])
 
     def _check_adapter(self, adapter: DocumentAdapter | None) -> None:
@@ -128,7 +130,9 @@ class Generator:
         adapters = list(adapters) if adapters is not None else [None] * n
         contexts = list(contexts) if contexts is not None else [None] * n
         if not (len(adapters) == len(contexts) == n) or n == 0:
-            raise InvalidInputError(f"{n} questions, {len(adapters)} adapters, {len(contexts)} contexts: need equal, > 0")
+            raise InvalidInputError(
+                f"{n} questions, {len(adapters)} adapters, {len(contexts)} contexts: need equal, > 0"
+            )
         scales = {a.scale for a in adapters if a is not None}
         if len(scales) > 1:
             raise InvalidInputError(f"adapters in one batch must share a scale, got {sorted(scales)}")
@@ -147,13 +151,19 @@ class Generator:
         return answers
 
     def answer(
-        self, question: str, adapter: DocumentAdapter | None = None, context: str | None = None,
+        self,
+        question: str,
+        adapter: DocumentAdapter | None = None,
+        context: str | None = None,
         config: GenerationConfig | None = None,
     ) -> Answer:
         return self.answer_batch([question], [adapter], [context], config)[0]
 
     def stream(
-        self, question: str, adapter: DocumentAdapter | None = None, context: str | None = None,
+        self,
+        question: str,
+        adapter: DocumentAdapter | None = None,
+        context: str | None = None,
         config: GenerationConfig | None = None,
     ) -> Iterator[str]:
         """Yield text pieces as they are generated (greedy by default, same output as `answer`)."""

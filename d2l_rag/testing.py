@@ -5,17 +5,20 @@ For unit tests and the standard LangChain/LlamaIndex suites: no files, no hub, l
 
 from __future__ import annotations
 
+import copy
 import string
 
 import torch
 
+from d2l_rag.adapters.document_adapter import DocumentAdapter
 from d2l_rag.model.base import FrozenLM
 
-__all__ = ["tiny_llama"]
+__all__ = ["merged_copy", "random_adapter", "tiny_llama"]
 
 _SPECIALS = ["<pad>", "<unk>", "<|im_start|>", "<|im_end|>"]
 _CHAT_TEMPLATE = (
-    "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n' }}"
+    "{% for message in messages %}"
+    "{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n' }}"
     "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
 )
 
@@ -31,7 +34,10 @@ def _tokenizer():
     backend.pre_tokenizer = pre_tokenizers.Split(Regex(r"[\s\S]"), behavior="isolated")
     backend.decoder = decoders.Fuse()
     tok = PreTrainedTokenizerFast(
-        tokenizer_object=backend, pad_token="<pad>", unk_token="<unk>", eos_token="<|im_end|>",
+        tokenizer_object=backend,
+        pad_token="<pad>",
+        unk_token="<unk>",
+        eos_token="<|im_end|>",
         additional_special_tokens=["<|im_start|>"],
     )
     tok.chat_template = _CHAT_TEMPLATE
@@ -44,13 +50,53 @@ def tiny_llama(seed: int = 0, num_layers: int = 2, hidden_size: int = 64, window
 
     tokenizer = _tokenizer()
     config = LlamaConfig(
-        vocab_size=len(tokenizer), hidden_size=hidden_size, intermediate_size=2 * hidden_size,
-        num_hidden_layers=num_layers, num_attention_heads=4, num_key_value_heads=2,
-        max_position_embeddings=window, pad_token_id=tokenizer.pad_token_id,
-        eos_token_id=tokenizer.eos_token_id, bos_token_id=None, tie_word_embeddings=True,
+        vocab_size=len(tokenizer),
+        hidden_size=hidden_size,
+        intermediate_size=2 * hidden_size,
+        num_hidden_layers=num_layers,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=window,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        bos_token_id=None,
+        tie_word_embeddings=True,
     )
     torch.manual_seed(seed)
     model = LlamaForCausalLM(config)
     model.generation_config.eos_token_id = tokenizer.eos_token_id
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     return FrozenLM(model=model, tokenizer=tokenizer, name=f"tiny-llama-{seed}")
+
+
+def random_adapter(
+    lm: FrozenLM, rank: int, seed: int, scale: float = 0.5, hypernet_id: str = "test"
+) -> DocumentAdapter:
+    """An adapter with random (non-trivial) A and B for `lm`'s mlp.down_proj."""
+    g = torch.Generator().manual_seed(seed)
+    cfg = lm.model.config
+    a = torch.randn(cfg.num_hidden_layers, rank, cfg.intermediate_size, generator=g) * 0.3
+    b = torch.randn(cfg.num_hidden_layers, cfg.hidden_size, rank, generator=g) * 0.3
+    return DocumentAdapter(
+        weights={"mlp.down_proj": (a, b)},
+        base_fingerprint=lm.fingerprint.id,
+        hypernet_id=hypernet_id,
+        scale=scale,
+        doc_ids=(f"doc{seed}",),
+        chunk_count=1,
+        token_count=10,
+        source_sha256="0" * 64,
+    )
+
+
+def merged_copy(lm: FrozenLM, *adapters: DocumentAdapter) -> torch.nn.Module:
+    """A deep copy of `lm.model` whose target weights hold `W + sum(scale * B @ A)`: the reference for parity."""
+    from d2l_rag.model import find_target_modules
+
+    model = copy.deepcopy(lm.model)
+    with torch.no_grad():
+        for adapter in adapters:
+            for target, modules in find_target_modules(model, adapter.target_modules).items():
+                for layer, module in enumerate(modules):
+                    module.weight += adapter.delta_weight(target, layer).to(module.weight.dtype)
+    return model

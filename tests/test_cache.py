@@ -9,9 +9,9 @@ from dataclasses import replace
 
 import pytest
 import torch
-from conftest import random_adapter
 
 from d2l_rag.cache import AdapterCache, adapter_key, text_sha256
+from d2l_rag.testing import random_adapter
 
 
 def keyed(lm, seed: int, text: str, rank: int = 4):

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import random_adapter
 
 from d2l_rag.config import GenerationConfig
 from d2l_rag.errors import AdapterMismatchError, InvalidInputError
 from d2l_rag.generation import Generator, chat_messages
 from d2l_rag.model import FrozenLM
-from d2l_rag.testing import tiny_llama
+from d2l_rag.testing import random_adapter, tiny_llama
 
 QUESTIONS = ["What is it?", "Who?", "Tell me the code please.", "Where is the vault?"]
 CONFIG = GenerationConfig(max_new_tokens=16)

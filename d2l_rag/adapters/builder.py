@@ -23,8 +23,9 @@ ProgressCallback = Callable[[int, int], None]  # (chunks done, chunks total)
 class AdapterBuilder:
     """Builds adapters for one base model and one hypernetwork; holds no per-document state."""
 
-    def __init__(self, lm: FrozenLM, hypernet: LoadedHypernetwork, chunk_tokens: int | None = None,
-                 batch_chunks: int = 4) -> None:
+    def __init__(
+        self, lm: FrozenLM, hypernet: LoadedHypernetwork, chunk_tokens: int | None = None, batch_chunks: int = 4
+    ) -> None:
         self.lm = lm
         self.hypernet = hypernet
         self.chunk_tokens = chunk_tokens or hypernet.config.hypernet.chunk_tokens
@@ -69,28 +70,43 @@ class AdapterBuilder:
         """The adapter of a whole document."""
         return self.document([self.encode_text(text, progress)], doc_id)
 
-    def extend(self, adapter: DocumentAdapter, more_text: str, progress: ProgressCallback | None = None) -> DocumentAdapter:
+    def extend(
+        self, adapter: DocumentAdapter, more_text: str, progress: ProgressCallback | None = None
+    ) -> DocumentAdapter:
         """Append the chunks of `more_text` to `adapter` without re-encoding what it already holds."""
         chunks = self.chunks(more_text)
         extra = self.encode_chunks(chunks, progress)
         merged = compose([adapter, extra], doc_ids=adapter.doc_ids)
         sha = hashlib.sha256((adapter.source_sha256 + hashlib.sha256(more_text.encode()).hexdigest()).encode())
         return DocumentAdapter(
-            weights=merged.weights, base_fingerprint=merged.base_fingerprint, hypernet_id=merged.hypernet_id,
-            scale=merged.scale, doc_ids=adapter.doc_ids, chunk_count=adapter.chunk_count + len(chunks),
-            token_count=adapter.token_count + sum(len(c) for c in chunks), source_sha256=sha.hexdigest(),
+            weights=merged.weights,
+            base_fingerprint=merged.base_fingerprint,
+            hypernet_id=merged.hypernet_id,
+            scale=merged.scale,
+            doc_ids=adapter.doc_ids,
+            chunk_count=adapter.chunk_count + len(chunks),
+            token_count=adapter.token_count + sum(len(c) for c in chunks),
+            source_sha256=sha.hexdigest(),
             metadata=adapter.metadata,
         )
 
     def _wrap(self, weights: dict[str, tuple[torch.Tensor, torch.Tensor]], chunk_count: int) -> DocumentAdapter:
         return DocumentAdapter(
-            weights=weights, base_fingerprint=self.lm.fingerprint.id, hypernet_id=self.hypernet.id,
-            scale=self.hypernet.config.hypernet.lora_scale, chunk_count=chunk_count,
+            weights=weights,
+            base_fingerprint=self.lm.fingerprint.id,
+            hypernet_id=self.hypernet.id,
+            scale=self.hypernet.config.hypernet.lora_scale,
+            chunk_count=chunk_count,
         )
 
     def _finish(self, adapter: DocumentAdapter, text: str, doc_id: str, chunks: int, tokens: int) -> DocumentAdapter:
         return DocumentAdapter(
-            weights=adapter.weights, base_fingerprint=adapter.base_fingerprint, hypernet_id=adapter.hypernet_id,
-            scale=adapter.scale, doc_ids=(doc_id,) if doc_id else (), chunk_count=chunks, token_count=tokens,
+            weights=adapter.weights,
+            base_fingerprint=adapter.base_fingerprint,
+            hypernet_id=adapter.hypernet_id,
+            scale=adapter.scale,
+            doc_ids=(doc_id,) if doc_id else (),
+            chunk_count=chunks,
+            token_count=tokens,
             source_sha256=hashlib.sha256(text.encode()).hexdigest(),
         )

@@ -67,7 +67,10 @@ class DocumentAdapter:
         return sum(a.numel() * a.element_size() + b.numel() * b.element_size() for a, b in self.weights.values())
 
     def to(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> DocumentAdapter:
-        moved = {n: (a.to(device=device, dtype=dtype), b.to(device=device, dtype=dtype)) for n, (a, b) in self.weights.items()}
+        moved = {
+            n: (a.to(device=device, dtype=dtype), b.to(device=device, dtype=dtype))
+            for n, (a, b) in self.weights.items()
+        }
         return replace(self, weights=moved)
 
     def check_compatible(self, other: DocumentAdapter) -> None:
@@ -77,7 +80,9 @@ class DocumentAdapter:
                 f"adapters for different base models: {self.base_fingerprint} vs {other.base_fingerprint}"
             )
         if other.hypernet_id != self.hypernet_id:
-            raise AdapterMismatchError(f"adapters from different hypernetworks: {self.hypernet_id} vs {other.hypernet_id}")
+            raise AdapterMismatchError(
+                f"adapters from different hypernetworks: {self.hypernet_id} vs {other.hypernet_id}"
+            )
         if other.target_modules != self.target_modules or other.scale != self.scale:
             raise AdapterMismatchError(
                 f"adapters with different targets/scale: {self.target_modules}@{self.scale} vs "

@@ -93,18 +93,25 @@ class Hypernetwork(nn.Module):
         self.out_scale = nn.Parameter(torch.zeros(len(self.targets), num_layers))
         if config.bias_rank:
             self.bias_a = nn.ParameterDict(
-                {_key(n): nn.Parameter(torch.randn(num_layers, config.bias_rank, s.d_in) * s.d_in**-0.5)
-                 for n, s in self.targets.items()}
+                {
+                    _key(n): nn.Parameter(torch.randn(num_layers, config.bias_rank, s.d_in) * s.d_in**-0.5)
+                    for n, s in self.targets.items()
+                }
             )
             self.bias_b = nn.ParameterDict(
-                {_key(n): nn.Parameter(torch.zeros(num_layers, s.d_out, config.bias_rank)) for n, s in self.targets.items()}
+                {
+                    _key(n): nn.Parameter(torch.zeros(num_layers, s.d_out, config.bias_rank))
+                    for n, s in self.targets.items()
+                }
             )
 
     def forward(self, activations: torch.Tensor, attention_mask: torch.Tensor) -> ChunkLoras:
         """activations: (L, N, T, H) from `encode_chunks`; attention_mask: (N, T), 1 = real token."""
         L, N, T, H = activations.shape
-        if L != self.num_layers or H != self.hidden_size:
-            raise ValueError(f"activations {tuple(activations.shape)} do not fit ({self.num_layers}, N, T, {self.hidden_size})")
+        if self.num_layers != L or self.hidden_size != H:
+            raise ValueError(
+                f"activations {tuple(activations.shape)} do not fit ({self.num_layers}, N, T, {self.hidden_size})"
+            )
         dtype = self.in_proj.weight.dtype
         layer_emb = self.layer_emb.weight[:, None, None, :]  # (L, 1, 1, W)
         ctx = self.in_proj(self.in_norm(activations.to(dtype))) + layer_emb  # (L, N, T, W)

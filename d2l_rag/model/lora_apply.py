@@ -57,7 +57,9 @@ def _check_batch(weights: LoraBatch, targets: Mapping[str, list[nn.Linear]]) -> 
         modules = targets[name]
         layers, d_in, d_out = len(modules), modules[0].in_features, modules[0].out_features
         if a.dim() != 4 or b.dim() != 4:
-            raise InvalidInputError(f"{name}: A and B must be 4-D (batch, layers, ...), got {a.dim()}-D and {b.dim()}-D")
+            raise InvalidInputError(
+                f"{name}: A and B must be 4-D (batch, layers, ...), got {a.dim()}-D and {b.dim()}-D"
+            )
         if a.shape[1] != layers or a.shape[3] != d_in:
             raise InvalidInputError(f"{name}: A has shape {tuple(a.shape)}, expected (batch, {layers}, rank, {d_in})")
         if b.shape[1] != layers or b.shape[2] != d_out or b.shape[3] != a.shape[2] or b.shape[0] != a.shape[0]:

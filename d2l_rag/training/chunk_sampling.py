@@ -7,6 +7,7 @@ within [min, max] tokens. Documents longer than `max_chunks * max_tokens` get as
 from __future__ import annotations
 
 import random
+from itertools import pairwise
 
 __all__ = ["sample_chunk_count", "split_into_chunks"]
 
@@ -32,8 +33,8 @@ def split_into_chunks(
     for _ in range(20):
         cuts = sorted(rng.sample(range(1, n_tokens), n - 1))
         bounds = [0, *cuts, n_tokens]
-        sizes = [b - a for a, b in zip(bounds, bounds[1:], strict=False)]
+        sizes = [b - a for a, b in pairwise(bounds)]
         if min(sizes) >= min(min_tokens, n_tokens // n) and max(sizes) <= max_tokens:
-            return [ids[a:b] for a, b in zip(bounds, bounds[1:], strict=False)]
+            return [ids[a:b] for a, b in pairwise(bounds)]
     step = -(-n_tokens // n)  # fall back to even pieces
     return [ids[i : i + step] for i in range(0, n_tokens, step)]

@@ -113,8 +113,9 @@ def niah_eval(
             make_needle_example(rng, length, count, depth_bin=i % N_DEPTH_BINS, split="heldout")
             for i in range(n_per_length)
         ]
-        for mode, result in _score_modes(lm, builder, generator, examples, modes, magic_number_correct,
-                                         batch_size).items():
+        for mode, result in _score_modes(
+            lm, builder, generator, examples, modes, magic_number_correct, batch_size
+        ).items():
             results[mode][str(length)] = result
     return results
 
@@ -137,7 +138,6 @@ def facts_eval(
     for length in lengths:
         rng = random.Random(seed + length)
         examples = [make_facts_example(rng, length, count, "heldout", rng.randint(1, 4)) for _ in range(n_per_length)]
-        for mode, result in _score_modes(lm, builder, generator, examples, modes, answer_contains,
-                                         batch_size).items():
+        for mode, result in _score_modes(lm, builder, generator, examples, modes, answer_contains, batch_size).items():
             results[mode][str(length)] = result
     return results

@@ -26,8 +26,9 @@ class PackedAnswers:
     answer_mask: torch.Tensor  # (B, A): 1 where row b has an answer token j
 
 
-def pack_with_answers(prompts: Sequence[list[int]], answers: Sequence[list[int]], pad_id: int,
-                      device: torch.device) -> PackedAnswers:
+def pack_with_answers(
+    prompts: Sequence[list[int]], answers: Sequence[list[int]], pad_id: int, device: torch.device
+) -> PackedAnswers:
     rows = [p + a for p, a in zip(prompts, answers, strict=True)]
     T = max(len(r) for r in rows)
     A = max(1, max(len(a) for a in answers))
@@ -51,7 +52,9 @@ def answer_logits(model: nn.Module, packed: PackedAnswers) -> torch.Tensor:
     return model.lm_head(picked).float()
 
 
-def kl_on_answers(teacher_logits: torch.Tensor, student_logits: torch.Tensor, answer_mask: torch.Tensor) -> torch.Tensor:
+def kl_on_answers(
+    teacher_logits: torch.Tensor, student_logits: torch.Tensor, answer_mask: torch.Tensor
+) -> torch.Tensor:
     """Mean over answer tokens of KL(p_teacher || p_student)."""
     t = F.log_softmax(teacher_logits, dim=-1)
     s = F.log_softmax(student_logits, dim=-1)

@@ -46,8 +46,9 @@ def _examples(lm: FrozenLM, cfg: TrainConfig, rng: random.Random, n: int, split:
 
     count = token_counter(lm)
     mix = cfg.mix
-    kinds = rng.choices(["needle", "negative", "facts", "prose"], weights=[mix.needle, mix.negative, mix.facts,
-                                                                             mix.prose], k=n)
+    kinds = rng.choices(
+        ["needle", "negative", "facts", "prose"], weights=[mix.needle, mix.negative, mix.facts, mix.prose], k=n
+    )
     examples: list[QAExample] = []
     passages: list[str] = []
     for kind in kinds:
@@ -86,6 +87,7 @@ def build_pool(lm: FrozenLM, cfg: TrainConfig, seed: int, n: int | None = None, 
     for ex, tp, ans in zip(examples, teacher_prompts, answers, strict=True):
         if not ans:
             continue
-        items.append(PoolItem(ex, tokenize_document(lm.tokenizer, ex.document), tp, chat_prompt_ids(lm, ex.question),
-                              ans))
+        items.append(
+            PoolItem(ex, tokenize_document(lm.tokenizer, ex.document), tp, chat_prompt_ids(lm, ex.question), ans)
+        )
     return items

@@ -41,8 +41,14 @@ def greedy_answers(lm: FrozenLM, prompts: Sequence[list[int]], max_new_tokens: i
             ids[j, longest - len(prompts[i]) :] = torch.tensor(prompts[i])
             mask[j, longest - len(prompts[i]) :] = 1
         out = lm.model.generate(
-            input_ids=ids.to(lm.device), attention_mask=mask.to(lm.device), max_new_tokens=max_new_tokens,
-            do_sample=False, temperature=None, top_p=None, top_k=None, pad_token_id=pad,
+            input_ids=ids.to(lm.device),
+            attention_mask=mask.to(lm.device),
+            max_new_tokens=max_new_tokens,
+            do_sample=False,
+            temperature=None,
+            top_p=None,
+            top_k=None,
+            pad_token_id=pad,
         )
         for j, i in enumerate(rows):
             tokens = []

@@ -58,7 +58,8 @@ class Trainer:
         no_decay = [p for p in net.parameters() if p.dim() < 2]
         optimizer = torch.optim.AdamW(
             [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-            lr=cfg.lr, betas=(0.9, 0.95),
+            lr=cfg.lr,
+            betas=(0.9, 0.95),
         )
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, self._lr_factor)
         self.net, self.optimizer, self.scheduler = self.accelerator.prepare(net, optimizer, scheduler)
@@ -92,10 +93,14 @@ class Trainer:
             return
         net = self.accelerator.unwrap_model(self.net)
         save_checkpoint(net, self.lm, self.out_dir / "checkpoint", training=self._training_notes())
-        save_file({k: v.detach().float().cpu().contiguous() for k, v in net.state_dict().items()},
-                  str(self.out_dir / STATE_WEIGHTS))
-        torch.save({"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
-                    "step": self.step}, self.out_dir / STATE_OPTIM)
+        save_file(
+            {k: v.detach().float().cpu().contiguous() for k, v in net.state_dict().items()},
+            str(self.out_dir / STATE_WEIGHTS),
+        )
+        torch.save(
+            {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(), "step": self.step},
+            self.out_dir / STATE_OPTIM,
+        )
 
     def _training_notes(self) -> dict[str, Any]:
         return {"step": self.step, "config": json.loads(self.cfg.model_dump_json())}
@@ -116,8 +121,10 @@ class Trainer:
         bias = self.accelerator.unwrap_model(self.net).bias_lora()
         if bias is not None:
             bias_w = split_chunk_loras(bias, [1])[0]
-            per_doc = [{n: (torch.cat([w[n][0], bias_w[n][0]], 1), torch.cat([w[n][1], bias_w[n][1]], 2)) for n in w}
-                       for w in per_doc]
+            per_doc = [
+                {n: (torch.cat([w[n][0], bias_w[n][0]], 1), torch.cat([w[n][1], bias_w[n][1]], 2)) for n in w}
+                for w in per_doc
+            ]
         teacher = pack_with_answers([i.teacher_prompt for i in items], [i.answer for i in items], pad, device)
         student = pack_with_answers([i.student_prompt for i in items], [i.answer for i in items], pad, device)
         with torch.no_grad():
@@ -155,15 +162,23 @@ class Trainer:
             self.scheduler.step()
             self.optimizer.zero_grad(set_to_none=True)
             self.step += 1
-            record = {"step": self.step, "loss": total, "grad_norm": float(grad_norm), "lr": self.scheduler.get_last_lr()[0],
-                      "elapsed_s": time.perf_counter() - start, **info}
+            record = {
+                "step": self.step,
+                "loss": total,
+                "grad_norm": float(grad_norm),
+                "lr": self.scheduler.get_last_lr()[0],
+                "elapsed_s": time.perf_counter() - start,
+                **info,
+            }
             history.append(record)
             if self.step % cfg.log_every == 0 or self.step == cfg.steps:
                 if acc.is_main_process:
                     with log_path.open("a") as f:
                         f.write(json.dumps(record) + "\n")
-                acc.print(f"step {self.step} loss {total:.4f} gnorm {float(grad_norm):.3f} "
-                          f"lr {record['lr']:.2e} chunks {info.get('chunks', 0):.0f} {record['elapsed_s']:.0f}s")
+                acc.print(
+                    f"step {self.step} loss {total:.4f} gnorm {float(grad_norm):.3f} "
+                    f"lr {record['lr']:.2e} chunks {info.get('chunks', 0):.0f} {record['elapsed_s']:.0f}s"
+                )
             if self.step % cfg.eval_every == 0 or (cfg.eval_at_end and self.step == cfg.steps):
                 self.evaluate(log_path)
             if self.step % cfg.save_every == 0 or self.step == cfg.steps:
@@ -177,8 +192,9 @@ class Trainer:
             return {}
         net = self.accelerator.unwrap_model(self.net)
         net.eval()
-        loaded = LoadedHypernetwork(net, CheckpointConfig(hypernet=self.cfg.hypernet, base=self.lm.fingerprint),
-                                    f"training-{self.step}")
+        loaded = LoadedHypernetwork(
+            net, CheckpointConfig(hypernet=self.cfg.hypernet, base=self.lm.fingerprint), f"training-{self.step}"
+        )
         with torch.no_grad(), self.accelerator.autocast():
             niah = niah_eval(self.lm, loaded, self.cfg.eval_lengths, self.cfg.eval_examples, modes=("adapter",))
             facts = facts_eval(self.lm, loaded, self.cfg.eval_lengths[:1], self.cfg.eval_examples, modes=("adapter",))

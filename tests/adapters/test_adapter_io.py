@@ -7,10 +7,10 @@ from dataclasses import replace
 
 import pytest
 import torch
-from conftest import random_adapter
 
 from d2l_rag.adapters import DocumentAdapter, adapter_from_bytes, adapter_to_bytes, load_adapter, save_adapter
 from d2l_rag.errors import AdapterMismatchError, D2LError
+from d2l_rag.testing import random_adapter
 
 _FIELDS = ("base_fingerprint", "hypernet_id", "scale", "doc_ids", "chunk_count", "token_count", "source_sha256")
 

@@ -6,11 +6,11 @@ from dataclasses import replace
 
 import pytest
 import torch
-from conftest import merged_copy, random_adapter
 
 from d2l_rag.adapters import DocumentAdapter, compose, split_chunk_loras, stack_for_batch
 from d2l_rag.errors import AdapterMismatchError, InvalidInputError
 from d2l_rag.model import apply_lora
+from d2l_rag.testing import merged_copy, random_adapter
 
 
 def test_composed_delta_is_the_sum_of_deltas(tiny_lm):

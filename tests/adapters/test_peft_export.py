@@ -7,11 +7,11 @@ import json
 
 import pytest
 import torch
-from conftest import random_adapter
 
 from d2l_rag.adapters import compose, export_peft, stack_for_batch
 from d2l_rag.errors import InvalidInputError
 from d2l_rag.model import apply_lora
+from d2l_rag.testing import random_adapter
 
 
 @pytest.mark.parametrize("scale", [0.5, 1.7])

@@ -6,12 +6,11 @@ import threading
 
 import pytest
 import torch
-from conftest import merged_copy, random_adapter
 
 from d2l_rag.adapters import stack_for_batch
 from d2l_rag.errors import D2LError, InvalidInputError
 from d2l_rag.model import apply_lora, find_target_modules, lora_delta
-from d2l_rag.testing import tiny_llama
+from d2l_rag.testing import merged_copy, random_adapter, tiny_llama
 
 ATOL = 1e-5  # fp32
 

@@ -203,3 +203,11 @@ def test_generate_prose_questions_with_a_fake_model():
     assert all(ex.kind == "prose" and ex.answer == "" for ex in examples)
     with pytest.raises(ValueError, match="returned 1 replies for 4 prompts"):
         generate_prose_questions(passages, lambda prompts: ["What?"], per_passage=2)
+
+
+def test_needle_split_keeps_every_last_digit_in_both_splits():
+    """A split by `number % 5` taught the network that needles never end in 0 or 5 (docs/training.md)."""
+    for digit in range(10):
+        numbers = range(1000 + digit, 10_000, 10)
+        heldout = sum(number_split(n) == "heldout" for n in numbers) / len(numbers)
+        assert 0.12 < heldout < 0.28, (digit, heldout)

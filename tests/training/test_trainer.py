@@ -26,16 +26,28 @@ def _pool(lm, n: int = 8) -> list[PoolItem]:
     answers = greedy_answers(lm, prompts, max_new_tokens=6, batch_size=8)
     for doc, prompt, answer in zip(docs, prompts, answers, strict=True):
         ex = QAExample(document=doc, question="What is the code?", answer="", kind="needle")
-        items.append(PoolItem(ex, tokenize_document(lm.tokenizer, doc), prompt,
-                              chat_prompt_ids(lm, "What is the code?"), answer))
+        items.append(
+            PoolItem(ex, tokenize_document(lm.tokenizer, doc), prompt, chat_prompt_ids(lm, "What is the code?"), answer)
+        )
     return items
 
 
 def _config(tmp_path, steps: int) -> TrainConfig:
     return TrainConfig(
         hypernet=HypernetConfig(rank=4, width=32, num_heads=4, num_blocks=1, chunk_tokens=64),
-        out_dir=tmp_path, steps=steps, batch_size=8, lr=3e-3, warmup_steps=0, weight_decay=0.0,
-        min_chunk_tokens=8, max_chunk_tokens=48, max_chunks=3, log_every=5, eval_every=10_000, eval_at_end=False, save_every=10,
+        out_dir=tmp_path,
+        steps=steps,
+        batch_size=8,
+        lr=3e-3,
+        warmup_steps=0,
+        weight_decay=0.0,
+        min_chunk_tokens=8,
+        max_chunk_tokens=48,
+        max_chunks=3,
+        log_every=5,
+        eval_every=10_000,
+        eval_at_end=False,
+        save_every=10,
     )
 
 
