@@ -1,7 +1,8 @@
 """The README demo: internalize the bundled sample documents, then answer questions with the adapter and in context.
 
 Samples ship inside the package (`d2l_rag/samples/`): real texts (the Gettysburg Address, an excerpt of Python's
-own reference manual) and a fictional staff handbook whose facts no model can know. Each question is answered
+own reference manual), a fictional staff handbook whose facts no model can know, and a 3,000-token haystack
+with one magic number (what the shipped checkpoint internalizes best). Each question is answered
 twice, side by side: with the document's adapter only (no text in the prompt) and with the document in the prompt.
 Without a checkpoint for the base model there are no adapters; the demo says so and shows the in-context answers.
 """
@@ -26,7 +27,7 @@ class Sample:
 
     doc_id: str
     title: str
-    kind: str  # "real" or "fictional"
+    kind: str  # "real", "fictional" or "needle"
     source: str
     text: str
     questions: tuple[str, ...]

@@ -16,15 +16,17 @@ from d2l_rag.internalizer import DocumentInternalizer
 
 def test_samples_ship_with_the_package() -> None:
     samples = load_samples()
-    assert len(samples) == 3
-    assert {s.kind for s in samples} == {"real", "fictional"}
-    assert len({s.doc_id for s in samples}) == 3
+    assert len(samples) == 4
+    assert {s.kind for s in samples} == {"real", "fictional", "needle"}
+    assert len({s.doc_id for s in samples}) == 4
     for sample in samples:
-        assert len(sample.text) > 300 and len(sample.questions) >= 2
+        assert len(sample.text) > 300 and sample.questions
     handbook = next(s for s in samples if s.kind == "fictional")
     assert "heron-4471" in handbook.text  # a fact no model can know
     python_docs = next(s for s in samples if s.doc_id == "python-pass-while")
     assert '"pass" is a null operation' in python_docs.text
+    haystack = next(s for s in samples if s.kind == "needle")
+    assert haystack.text.count("The special magic number is 1041.") == 1
 
 
 @pytest.mark.real_model
