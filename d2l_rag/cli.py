@@ -111,7 +111,7 @@ def internalize(
     """Turn documents into cached adapters (the doc id is the file name, or the path inside a directory)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from d2l_rag.internalizer import read_text_files
+    from d2l_rag.document_input import read_text_files
 
     docs = read_text_files(paths)  # bad paths fail before the model loads
     internalizer = _internalizer(ctx, collection)

@@ -25,17 +25,17 @@ from d2l_rag.cache import AdapterCache, adapter_key
 from d2l_rag.config import GenerationConfig, InternalizerConfig
 from d2l_rag.context_window import fit_context
 from d2l_rag.default_checkpoint import find_checkpoint
+from d2l_rag.document_input import check_collection, check_doc_id, check_length, check_text, read_text_files
 from d2l_rag.errors import D2LError, InvalidInputError, UnknownDocumentError
 from d2l_rag.generation import Generator, check_question
 from d2l_rag.model.base import FrozenLM, load_base_model
 from d2l_rag.model.checkpoint import LoadedHypernetwork, load_checkpoint
 from d2l_rag.routing import BM25Router, Router
 
-__all__ = ["DocumentInfo", "DocumentInternalizer", "default_cache_dir", "read_text_files"]
+__all__ = ["DocumentInfo", "DocumentInternalizer", "default_cache_dir"]
 
 logger = logging.getLogger(__name__)
 
-TEXT_SUFFIXES = frozenset({".txt", ".md", ".rst", ".text", ".markdown"})
 ProgressCallback = Callable[[int, int], None]  # (chunks done, chunks total)
 
 
@@ -124,7 +124,7 @@ class DocumentInternalizer:
         )
         self.generator = Generator(self.lm, self.config.generation)
         self.cache = AdapterCache(cache_dir or default_cache_dir(), self.config.cache_size_limit)
-        self.collection_name = _check_collection(collection)
+        self.collection_name = check_collection(collection)
         self.router: Router = router or BM25Router()
         self._counters = _Counters()
 
@@ -152,7 +152,7 @@ class DocumentInternalizer:
 
     def collection(self, name: str) -> DocumentInternalizer:
         """A view on another named group of documents, sharing model, hypernetwork and cache."""
-        return self._view(collection_name=_check_collection(name))
+        return self._view(collection_name=check_collection(name))
 
     def with_generation(self, generation: GenerationConfig) -> DocumentInternalizer:
         """A view that generates with other settings (max tokens, sampling, system prompt), sharing the rest.
@@ -233,8 +233,8 @@ class DocumentInternalizer:
         Re-adding an id with the same text only refreshes title and metadata; different text needs
         `overwrite=True`. `internalize=False` registers it for in-context answering only.
         """
-        doc_id = _check_doc_id(doc_id)
-        text = _check_text(text, doc_id, self.config.max_document_chars)
+        doc_id = check_doc_id(doc_id)
+        text = check_text(text, doc_id, self.config.max_document_chars)
         existing = self.cache.get_record(self.collection_name, doc_id)
         if existing is not None and self._joined_text(existing) == text:
             parts, part_tokens = existing["parts"], existing["part_tokens"]
@@ -269,7 +269,7 @@ class DocumentInternalizer:
         """Add several documents with one progress bar over all their chunks (a tqdm bar, or your callback)."""
         items = list(docs.items()) if isinstance(docs, Mapping) else list(docs)
         for doc_id, text in items:  # check everything before encoding anything
-            _check_text(text, _check_doc_id(doc_id), self.config.max_document_chars)
+            check_text(text, check_doc_id(doc_id), self.config.max_document_chars)
         counts = [self._chunk_count([self._count_tokens(text)]) for _, text in items]
         total = sum(counts)
         bar = None
@@ -308,8 +308,8 @@ class DocumentInternalizer:
     def update(self, doc_id: str, more_text: str, progress: ProgressCallback | None = None) -> DocumentInfo:
         """Append text to a document, encoding only the new chunks (the new text is chunked on its own)."""
         record = self._record(doc_id)
-        more_text = _check_text(more_text, doc_id)
-        _check_length(record["chars"] + len(more_text), doc_id, self.config.max_document_chars)
+        more_text = check_text(more_text, doc_id)
+        check_length(record["chars"] + len(more_text), doc_id, self.config.max_document_chars)
         record["parts"].append(self.cache.put_text(more_text))
         record["part_tokens"].append(self._count_tokens(more_text))
         record["tokens"] = sum(record["part_tokens"])
@@ -348,7 +348,7 @@ class DocumentInternalizer:
         return replace(adapter, metadata={"title": record["title"]})
 
     def _record(self, doc_id: str) -> dict[str, Any]:
-        record = self.cache.get_record(self.collection_name, _check_doc_id(doc_id))
+        record = self.cache.get_record(self.collection_name, check_doc_id(doc_id))
         if record is None:
             known = [d for d, _ in self.cache.records(self.collection_name)]
             preview = ", ".join(map(repr, known[:10])) + (" ..." if len(known) > 10 else "")
@@ -526,67 +526,3 @@ class DocumentInternalizer:
             "collection": self.collection_name,
             "documents": len(self.documents()),
         }
-
-
-def read_text_files(paths: str | Path | Sequence[str | Path]) -> list[tuple[str, str]]:
-    """(doc id, text) of .txt/.md/.rst files; directories are walked and ids are paths relative to them."""
-    roots = [Path(paths)] if isinstance(paths, str | Path) else [Path(p) for p in paths]
-    docs: list[tuple[str, str]] = []
-    for root in roots:
-        if not root.exists():
-            raise InvalidInputError(f"path {root} does not exist")
-        if root.is_dir():
-            files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in TEXT_SUFFIXES)
-            if not files:
-                raise InvalidInputError(f"{root} holds no {'/'.join(sorted(TEXT_SUFFIXES))} files")
-        else:
-            files = [root]
-        for path in files:
-            raw = path.read_bytes()
-            if b"\x00" in raw:
-                raise InvalidInputError(f"{path} looks binary (contains NUL bytes); only text files can be added")
-            try:
-                text = raw.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                raise InvalidInputError(f"{path} is not valid UTF-8 ({exc.reason} at byte {exc.start})") from exc
-            docs.append((path.relative_to(root).as_posix() if root.is_dir() else path.name, text))
-    return docs
-
-
-def _check_collection(name: Any) -> str:
-    if not isinstance(name, str) or not name.strip() or ":" in name or "\x00" in name:
-        raise InvalidInputError(f"collection name must be a non-empty string without ':' or NUL, got {name!r}")
-    return name
-
-
-def _check_doc_id(doc_id: Any) -> str:
-    if not isinstance(doc_id, str) or not doc_id.strip():
-        raise InvalidInputError(f"doc_id must be a non-empty string, got {doc_id!r}")
-    if "\x00" in doc_id:
-        raise InvalidInputError("doc_id must not contain NUL characters")
-    return doc_id
-
-
-def _check_length(chars: int, doc_id: str, limit: int | None) -> None:
-    if limit is not None and chars > limit:
-        raise InvalidInputError(
-            f"document {doc_id!r} would have {chars:,} characters, over the limit of {limit:,} "
-            "(InternalizerConfig.max_document_chars): split it into several documents or raise the limit"
-        )
-
-
-def _check_text(text: Any, doc_id: str, max_chars: int | None = None) -> str:
-    if isinstance(text, bytes):
-        raise InvalidInputError(f"text of {doc_id!r} is bytes; decode it to str first")
-    if not isinstance(text, str):
-        raise InvalidInputError(f"text of {doc_id!r} must be str, got {type(text).__name__}")
-    _check_length(len(text), doc_id, max_chars)  # before anything that reads the whole text
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise InvalidInputError(f"text of {doc_id!r} is not valid Unicode: lone surrogate at {exc.start}") from exc
-    if not text.strip():
-        raise InvalidInputError(f"text of {doc_id!r} is empty or whitespace only")
-    if "\x00" in text:
-        raise InvalidInputError(f"text of {doc_id!r} contains NUL characters")
-    return text

@@ -17,8 +17,9 @@ import torch
 
 from d2l_rag.config import GenerationConfig, InternalizerConfig
 from d2l_rag.context_window import fit_context
+from d2l_rag.document_input import read_text_files
 from d2l_rag.errors import InvalidInputError, UnknownDocumentError
-from d2l_rag.internalizer import DocumentInternalizer, read_text_files
+from d2l_rag.internalizer import DocumentInternalizer
 from d2l_rag.model import FrozenLM, LoadedHypernetwork, load_checkpoint, save_checkpoint
 from d2l_rag.routing import CallableRouter
 from d2l_rag.testing import tiny_llama
