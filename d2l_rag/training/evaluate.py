@@ -86,10 +86,27 @@ def _score_modes(
     return out
 
 
-def _tools(lm: FrozenLM, hypernet: LoadedHypernetwork | None, max_new_tokens: int, chunk_tokens: int | None):
+def _eval_by_length(
+    lm: FrozenLM,
+    hypernet: LoadedHypernetwork | None,
+    lengths: Sequence[int],
+    make_examples: Callable[[random.Random, int], list[QAExample]],
+    score: Scorer,
+    seed: int,
+    modes: Sequence[str],
+    batch_size: int,
+    max_new_tokens: int,
+    chunk_tokens: int | None,
+) -> dict[str, dict[str, object]]:
+    """{mode: {length: result}} for examples drawn afresh (seeded by the length) at every length."""
     generator = Generator(lm, GenerationConfig(max_new_tokens=max_new_tokens))
     builder = AdapterBuilder(lm, hypernet, chunk_tokens=chunk_tokens, batch_chunks=16) if hypernet else None
-    return generator, builder
+    results: dict[str, dict[str, object]] = {m: {} for m in modes}
+    for length in lengths:
+        examples = make_examples(random.Random(seed + length), length)
+        for mode, result in _score_modes(lm, builder, generator, examples, modes, score, batch_size).items():
+            results[mode][str(length)] = result
+    return results
 
 
 def niah_eval(
@@ -105,19 +122,16 @@ def niah_eval(
 ) -> dict[str, dict[str, object]]:
     """{mode: {length: result}}; held-out needles (one number in five, by hash), depths cycled over the 10 bins."""
     count = token_counter(lm)
-    generator, builder = _tools(lm, hypernet, max_new_tokens, chunk_tokens)
-    results: dict[str, dict[str, object]] = {m: {} for m in modes}
-    for length in lengths:
-        rng = random.Random(seed + length)
-        examples = [
+
+    def needles(rng: random.Random, length: int) -> list[QAExample]:
+        return [
             make_needle_example(rng, length, count, depth_bin=i % N_DEPTH_BINS, split="heldout")
             for i in range(n_per_length)
         ]
-        for mode, result in _score_modes(
-            lm, builder, generator, examples, modes, magic_number_correct, batch_size
-        ).items():
-            results[mode][str(length)] = result
-    return results
+
+    return _eval_by_length(
+        lm, hypernet, lengths, needles, magic_number_correct, seed, modes, batch_size, max_new_tokens, chunk_tokens
+    )
 
 
 def facts_eval(
@@ -133,11 +147,10 @@ def facts_eval(
 ) -> dict[str, dict[str, object]]:
     """{mode: {length: result}} on held-out fictional facts (names and codes never seen in training)."""
     count = token_counter(lm)
-    generator, builder = _tools(lm, hypernet, max_new_tokens, chunk_tokens)
-    results: dict[str, dict[str, object]] = {m: {} for m in modes}
-    for length in lengths:
-        rng = random.Random(seed + length)
-        examples = [make_facts_example(rng, length, count, "heldout", rng.randint(1, 4)) for _ in range(n_per_length)]
-        for mode, result in _score_modes(lm, builder, generator, examples, modes, answer_contains, batch_size).items():
-            results[mode][str(length)] = result
-    return results
+
+    def facts(rng: random.Random, length: int) -> list[QAExample]:
+        return [make_facts_example(rng, length, count, "heldout", rng.randint(1, 4)) for _ in range(n_per_length)]
+
+    return _eval_by_length(
+        lm, hypernet, lengths, facts, answer_contains, seed, modes, batch_size, max_new_tokens, chunk_tokens
+    )
