@@ -8,6 +8,7 @@ untouched model's, and the next question gets the same answer as before.
 
 from __future__ import annotations
 
+import threading
 import time
 
 import pytest
@@ -128,13 +129,27 @@ def test_consumer_abandons_a_stream(setup):
     """The generation thread keeps its adapter while it finishes; other threads must not see it meanwhile."""
     internalizer, assert_clean = setup
     model = internalizer.lm.model
-    pieces = iter(internalizer.stream(QUESTION, doc_id="doc"))
-    next(pieces)
-    pieces.close()  # GeneratorExit in the consumer; the generating thread runs on
-    deadline, overlapped = time.monotonic() + 60, 0
-    while _hooks_left(model) and time.monotonic() < deadline:
-        internalizer.assert_bare_logits()  # from this thread, while the adapter is live in the generating one
-        overlapped += 1
+    this_thread = threading.get_ident()
+
+    def slow_other_threads(module, args):  # each generation step of the stream's thread takes >= 50 ms
+        if threading.get_ident() != this_thread:
+            time.sleep(0.05)
+
+    handle = model.register_forward_pre_hook(slow_other_threads)
+    try:
+        overlapped = 0
+        for _ in range(3):  # a stream whose answer ends right after its first piece leaves no window: try again
+            pieces = iter(internalizer.stream(QUESTION, doc_id="doc"))
+            next(pieces)
+            pieces.close()  # GeneratorExit in the consumer; the generating thread runs on
+            deadline = time.monotonic() + 60
+            while _hooks_left(model) and time.monotonic() < deadline:
+                internalizer.assert_bare_logits()  # from this thread, while the adapter is live in the other one
+                overlapped += 1
+            if overlapped:
+                break
+    finally:
+        handle.remove()
     assert overlapped > 0, "the stream finished before it could be checked; make it longer"
     assert_clean()
 
