@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
 # On a rented GPU box: run training stages in the background (each stage starts from the previous stage's
 # checkpoint) and poll for up to $POLL_S seconds, copying logs and the newest checkpoint (15 MB parts) to $OUT.
-# Re-running the same command later only polls: finished stages are skipped, a running one is left alone.
-# Usage: [INIT=CKPT_DIR] [AFTER="command"] bash scripts/device_train.sh RUN_DIR CONFIG1.json [CONFIG2.json ...]
-# AFTER runs once the stages finish (e.g. a benchmark writing to $RUN_DIR/bench, which is copied out too).
+# The chain starts once per RUN_DIR on a machine; running the same command again only polls.
+# Usage: [INIT=CKPT_DIR] [BEFORE="command"] [AFTER="command"] bash scripts/device_train.sh RUN_DIR CONFIG1.json ...
+# BEFORE runs before the first stage, AFTER once the stages finish (e.g. benchmarks writing to $RUN_DIR/bench,
+# copied out as one bench.tgz: $OUT takes 8 files at most).
 set -u
 source scripts/device_setup.sh >/dev/null
 run=$1; shift
 mkdir -p "$run"
-if ! pgrep -f "d2l_rag.training" >/dev/null && [ ! -f "$run/done" ]; then
-  script="set -u; prev=\${INIT:-}; i=0"
+if [ ! -f "$run/started" ]; then
+  touch "$run/started"
+  script="set -u; ${BEFORE:-true} >> $run/stdout.log 2>&1; prev=\${INIT:-}; i=0"
   for config in "$@"; do
     script+="; i=\$((i+1)); stage=$run/stage\$i"
     script+="; if [ ! -f \$stage/done ]; then python3 -m d2l_rag.training $config --out \$stage"
@@ -22,7 +24,7 @@ fi
 copy_out() {
   cp "$run/stdout.log" "$OUT/" 2>/dev/null
   cat "$run"/stage*/log.jsonl > "$OUT/log.jsonl" 2>/dev/null
-  [ -d "$run/bench" ] && cp -r "$run/bench" "$OUT/"
+  [ -d "$run/bench" ] && tar czf "$OUT/bench.tgz" -C "$run" bench
   newest=$(ls -td "$run"/stage*/checkpoint 2>/dev/null | head -n 1)
   if [ -n "$newest" ] && [ -f "$newest/hypernetwork.safetensors" ]; then
     cp "$newest/config.json" "$OUT/ckpt_config.json"

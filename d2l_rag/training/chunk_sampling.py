@@ -9,7 +9,7 @@ from __future__ import annotations
 import random
 from itertools import pairwise
 
-__all__ = ["sample_chunk_count", "split_into_chunks"]
+__all__ = ["choose_grad_chunks", "sample_chunk_count", "split_into_chunks"]
 
 
 def sample_chunk_count(rng: random.Random, max_chunks: int) -> int:
@@ -38,3 +38,24 @@ def split_into_chunks(
             return [ids[a:b] for a, b in pairwise(bounds)]
     step = -(-n_tokens // n)  # fall back to even pieces
     return [ids[i : i + step] for i in range(0, n_tokens, step)]
+
+
+def choose_grad_chunks(sizes: list[int], depth: float | None, limit: int, rng: random.Random) -> list[bool]:
+    """Which chunks of one document get gradients: all when `limit` is 0 or not exceeded, else `limit` of them.
+
+    The chunk holding the answer (at relative `depth`, when known) is always one, so the writing of the
+    answer is trained on every long document; the rest are drawn at random, so the quiet chunks learn too.
+    """
+    n = len(sizes)
+    if limit == 0 or n <= limit:
+        return [True] * n
+    chosen: set[int] = set()
+    if depth is not None:
+        position, end = depth * sum(sizes), 0
+        for i, size in enumerate(sizes):
+            end += size
+            if position < end or i == n - 1:
+                chosen.add(i)
+                break
+    chosen.update(rng.sample([i for i in range(n) if i not in chosen], limit - len(chosen)))
+    return [i in chosen for i in range(n)]

@@ -54,6 +54,22 @@ class TrainConfig(BaseModel):
     min_chunk_tokens: int = Field(default=25, gt=0, description="Shortest random chunk (published recipe: 25).")
     max_chunk_tokens: int = Field(default=512, gt=0, description="Longest random chunk (published recipe: 512).")
     max_chunks: int = Field(default=8, gt=0, description="Most chunks a short document is cut into.")
+    teacher_max_doc_tokens: int | None = Field(
+        default=None,
+        gt=0,
+        description="Longest document the teacher reads whole (None = any). Longer needle haystacks are shown to "
+        "it shortened, same needle at the same depth; facts and prose documents are drawn within it.",
+    )
+    max_grad_chunks: int = Field(
+        default=0,
+        ge=0,
+        description="Chunks of a document whose adapters get gradients (0 = all); the answer's chunk is always "
+        "one, the others are composed without gradients, so 64-chunk documents fit in memory.",
+    )
+    encode_batch: int = Field(default=64, gt=0, description="Chunks per encoder pass for gradient-free chunks.")
+    time_limit_s: float | None = Field(
+        default=None, gt=0, description="Stop, evaluate and save after this many seconds of training (None = off)."
+    )
     mix: DataMix = Field(default_factory=DataMix)
     log_every: int = Field(default=10, gt=0)
     eval_every: int = Field(default=200, gt=0)

@@ -89,30 +89,44 @@ def make_needle_example(
     depth_bin: int | None = None,
     split: Split = "train",
     with_needle: bool = True,
+    teacher_tokens: int | None = None,
 ) -> QAExample:
     """One haystack of about `target_tokens` tokens (within 5% or one filler line) with the needle in `depth_bin`.
 
     `with_needle=False` gives a negative: the same haystack and question with no number anywhere (answer "").
+    `teacher_tokens`: when the haystack is longer, the example carries a haystack of about that length with
+    the same needle in the same depth bin for the teacher to read (the filler is uniform, so the teacher's
+    answer does not depend on how much of it there is).
     """
     if depth_bin is not None and not 0 <= depth_bin < N_DEPTH_BINS:
         raise ValueError(f"depth_bin must be in [0, {N_DEPTH_BINS}), got {depth_bin}")
     if split not in ("train", "heldout"):
         raise ValueError(f"split must be 'train' or 'heldout', got {split!r}")
+    if teacher_tokens is not None and teacher_tokens <= 0:
+        raise ValueError(f"teacher_tokens must be > 0, got {teacher_tokens}")
     line_tokens = count_tokens(FILLER + _SEP)
+    shorten = teacher_tokens is not None and target_tokens > teacher_tokens
     if not with_needle:
         n_lines = _line_count(target_tokens, line_tokens, 0)
         document = _SEP.join([FILLER] * n_lines)
-        return QAExample(document, QUESTION, "", "negative", None, {"needle": "none", "lines": str(n_lines)})
+        teacher = _SEP.join([FILLER] * _line_count(teacher_tokens, line_tokens, 0)) if shorten else None
+        meta = {"needle": "none", "lines": str(n_lines)}
+        return QAExample(document, QUESTION, "", "negative", None, meta, teacher_document=teacher)
 
     number = _draw_number(rng, split)
     needle = needle_sentence(number)
-    n_lines = _line_count(target_tokens, line_tokens, count_tokens(needle + _SEP))
+    needle_tokens = count_tokens(needle + _SEP)
     bin_ = rng.randrange(N_DEPTH_BINS) if depth_bin is None else depth_bin
-    haystack = _SEP.join([FILLER] * n_lines)
-    document = _insert(haystack, _needle_offset(rng, n_lines, needle, bin_), needle)
+
+    def haystack_with_needle(n_lines: int) -> str:
+        return _insert(_SEP.join([FILLER] * n_lines), _needle_offset(rng, n_lines, needle, bin_), needle)
+
+    n_lines = _line_count(target_tokens, line_tokens, needle_tokens)
+    document = haystack_with_needle(n_lines)
+    teacher = haystack_with_needle(_line_count(teacher_tokens, line_tokens, needle_tokens)) if shorten else None
     depth = document.index(needle) / len(document)
     meta = {"number": str(number), "depth_bin": str(int(depth * N_DEPTH_BINS)), "lines": str(n_lines)}
-    return QAExample(document, QUESTION, str(number), "needle", depth, meta)
+    return QAExample(document, QUESTION, str(number), "needle", depth, meta, teacher_document=teacher)
 
 
 def needle_dataset(

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["PackedAnswers", "answer_logits", "kl_on_answers", "pack_with_answers"]
+__all__ = ["PackedAnswers", "answer_logits", "kl_on_answers", "pack_with_answers", "token_kl"]
 
 
 @dataclass
@@ -52,11 +52,16 @@ def answer_logits(model: nn.Module, packed: PackedAnswers) -> torch.Tensor:
     return model.lm_head(picked).float()
 
 
+def token_kl(teacher_logits: torch.Tensor, student_logits: torch.Tensor) -> torch.Tensor:
+    """KL(p_teacher || p_student) at every answer position: (B, A)."""
+    t = F.log_softmax(teacher_logits, dim=-1)
+    s = F.log_softmax(student_logits, dim=-1)
+    return (t.exp() * (t - s)).sum(-1)
+
+
 def kl_on_answers(
     teacher_logits: torch.Tensor, student_logits: torch.Tensor, answer_mask: torch.Tensor
 ) -> torch.Tensor:
     """Mean over answer tokens of KL(p_teacher || p_student)."""
-    t = F.log_softmax(teacher_logits, dim=-1)
-    s = F.log_softmax(student_logits, dim=-1)
-    kl = (t.exp() * (t - s)).sum(-1)  # (B, A)
+    kl = token_kl(teacher_logits, student_logits)
     return (kl * answer_mask).sum() / answer_mask.sum().clamp_min(1)

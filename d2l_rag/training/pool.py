@@ -11,7 +11,6 @@ import random
 from dataclasses import dataclass
 
 from d2l_rag.model.base import FrozenLM
-from d2l_rag.model.chunking import tokenize_document
 from d2l_rag.training.config import TrainConfig
 from d2l_rag.training.examples import QAExample
 from d2l_rag.training.teacher import chat_prompt_ids, greedy_answers
@@ -23,7 +22,7 @@ __all__ = ["PoolItem", "build_pool", "token_counter"]
 class PoolItem:
     example: QAExample
     doc_ids: list[int]  # the document's tokens (what the hypernetwork reads, chunked per step)
-    teacher_prompt: list[int]  # chat(document + question)
+    teacher_prompt: list[int]  # chat(document + question); a shortened document when it exceeds the teacher's window
     student_prompt: list[int]  # chat(question)
     answer: list[int]  # the teacher's greedy answer, EOS included
 
@@ -35,9 +34,16 @@ def token_counter(lm: FrozenLM):
     return count
 
 
-def _length(rng: random.Random, cfg: TrainConfig) -> int:
-    """Log-uniform document length, so short and long documents are both common."""
-    lo, hi = math.log(cfg.min_doc_tokens), math.log(cfg.max_doc_tokens)
+def _length(rng: random.Random, cfg: TrainConfig, teacher_reads_it: bool = False) -> int:
+    """Log-uniform document length, so short and long documents are both common.
+
+    `teacher_reads_it`: the document must fit `teacher_max_doc_tokens` (facts and prose have no shortened
+    version for the teacher).
+    """
+    hi_tokens = cfg.max_doc_tokens
+    if teacher_reads_it and cfg.teacher_max_doc_tokens is not None:
+        hi_tokens = min(hi_tokens, cfg.teacher_max_doc_tokens)
+    lo, hi = math.log(min(cfg.min_doc_tokens, hi_tokens)), math.log(hi_tokens)
     return int(math.exp(rng.uniform(lo, hi)))
 
 
@@ -52,11 +58,13 @@ def _examples(lm: FrozenLM, cfg: TrainConfig, rng: random.Random, n: int, split:
     examples: list[QAExample] = []
     passages: list[str] = []
     for kind in kinds:
-        length = _length(rng, cfg)
-        if kind == "needle":
-            examples.append(make_needle_example(rng, length, count, split=split))
-        elif kind == "negative":
-            examples.append(make_needle_example(rng, length, count, split=split, with_needle=False))
+        length = _length(rng, cfg, teacher_reads_it=kind in ("facts", "prose"))
+        if kind in ("needle", "negative"):
+            needle = kind == "needle"
+            teacher_tokens = cfg.teacher_max_doc_tokens
+            examples.append(
+                make_needle_example(rng, length, count, split=split, with_needle=needle, teacher_tokens=teacher_tokens)
+            )
         elif kind == "facts":
             from d2l_rag.training.facts import make_facts_example
 
@@ -81,13 +89,12 @@ def build_pool(lm: FrozenLM, cfg: TrainConfig, seed: int, n: int | None = None, 
     """`n` examples (default cfg.pool_size) with teacher answers; deterministic for a seed."""
     rng = random.Random(seed)
     examples = _examples(lm, cfg, rng, n or cfg.pool_size, split)
-    teacher_prompts = [chat_prompt_ids(lm, ex.question, ex.document) for ex in examples]
+    teacher_prompts = [chat_prompt_ids(lm, ex.question, ex.teacher_context) for ex in examples]
     answers = greedy_answers(lm, teacher_prompts, cfg.answer_tokens, cfg.teacher_batch)
-    items = []
-    for ex, tp, ans in zip(examples, teacher_prompts, answers, strict=True):
-        if not ans:
-            continue
-        items.append(
-            PoolItem(ex, tokenize_document(lm.tokenizer, ex.document), tp, chat_prompt_ids(lm, ex.question), ans)
-        )
-    return items
+    kept = [(ex, tp, ans) for ex, tp, ans in zip(examples, teacher_prompts, answers, strict=True) if ans]
+    # One batched call: the fast tokenizer spreads 64k-token haystacks over all cores.
+    doc_ids = lm.tokenizer([ex.document for ex, _, _ in kept], add_special_tokens=False)["input_ids"] if kept else []
+    return [
+        PoolItem(ex, list(ids), tp, chat_prompt_ids(lm, ex.question), ans)
+        for (ex, tp, ans), ids in zip(kept, doc_ids, strict=True)
+    ]

@@ -27,10 +27,11 @@ from d2l_rag.model.checkpoint import (
     save_checkpoint,
 )
 from d2l_rag.model.encoder import encode_chunks, pad_chunks
+from d2l_rag.model.hypernetwork import ChunkLoras
 from d2l_rag.model.lora_apply import apply_lora
-from d2l_rag.training.chunk_sampling import split_into_chunks
+from d2l_rag.training.chunk_sampling import choose_grad_chunks, split_into_chunks
 from d2l_rag.training.config import TrainConfig
-from d2l_rag.training.objective import answer_logits, kl_on_answers, pack_with_answers
+from d2l_rag.training.objective import answer_logits, pack_with_answers, token_kl
 from d2l_rag.training.pool import PoolItem, build_pool
 
 __all__ = ["Trainer"]
@@ -109,15 +110,13 @@ class Trainer:
     def loss_on(self, items: list[PoolItem], rng: random.Random) -> tuple[torch.Tensor, dict[str, float]]:
         cfg, lm = self.cfg, self.lm
         device, pad = self.accelerator.device, lm.tokenizer.pad_token_id
-        chunks, counts = [], []
+        chunks, counts, with_grad = [], [], []
         for item in items:
             pieces = split_into_chunks(item.doc_ids, rng, cfg.max_chunks, cfg.min_chunk_tokens, cfg.max_chunk_tokens)
             chunks += pieces
             counts.append(len(pieces))
-        chunk_ids, chunk_mask = pad_chunks(chunks, pad, device)
-        activations = encode_chunks(lm.model, chunk_ids, chunk_mask)  # (L, N, T, H), no grad
-        loras = self.net(activations, chunk_mask)  # {target: (N, L, r, d_in), (N, L, d_out, r)}
-        per_doc = split_chunk_loras(loras, counts)
+            with_grad += choose_grad_chunks([len(p) for p in pieces], item.example.depth, cfg.max_grad_chunks, rng)
+        per_doc = split_chunk_loras(self._chunk_loras(chunks, with_grad), counts)
         bias = self.accelerator.unwrap_model(self.net).bias_lora()
         if bias is not None:
             bias_w = split_chunk_loras(bias, [1])[0]
@@ -131,12 +130,46 @@ class Trainer:
             teacher_logits = answer_logits(lm.model, teacher)
         with apply_lora(lm.model, stack_for_batch(per_doc), scale=cfg.hypernet.lora_scale):
             student_logits = answer_logits(lm.model, student)
-        loss = kl_on_answers(teacher_logits, student_logits, student.answer_mask)
-        return loss, {"chunks": float(len(chunks)), "max_chunks_doc": float(max(counts))}
+        kl = token_kl(teacher_logits, student_logits) * student.answer_mask  # (B, A)
+        row_kl = kl.detach()
+        loss = kl.sum() / student.answer_mask.sum().clamp_min(1)
+        info = {"chunks": float(len(chunks)), "max_chunks_doc": float(max(counts))}
+        info["grad_chunks"] = float(sum(with_grad))
+        kinds = [item.example.kind for item in items]
+        for kind in sorted(set(kinds)):  # the loss of each data kind, to see which one is being learned
+            rows = torch.tensor([k == kind for k in kinds], device=device)
+            info[f"kl_{kind}"] = float(row_kl[rows].sum() / student.answer_mask[rows].sum().clamp_min(1))
+        return loss, info
+
+    def _chunk_loras(self, chunks: list[list[int]], with_grad: list[bool]) -> ChunkLoras:
+        """The LoRAs of all chunks, in order: one differentiable pass over the chunks that get gradients, the
+        rest in gradient-free batches of `encode_batch`, whose activations are freed batch by batch."""
+        lm, device, pad = self.lm, self.accelerator.device, self.lm.tokenizer.pad_token_id
+        grad_idx = [i for i, g in enumerate(with_grad) if g]
+        free_idx = [i for i, g in enumerate(with_grad) if not g]
+        parts: list[ChunkLoras] = []
+        if grad_idx:
+            ids, mask = pad_chunks([chunks[i] for i in grad_idx], pad, device)
+            parts.append(self.net(encode_chunks(lm.model, ids, mask), mask))
+        net = self.accelerator.unwrap_model(self.net)
+        for start in range(0, len(free_idx), self.cfg.encode_batch):
+            ids, mask = pad_chunks([chunks[i] for i in free_idx[start : start + self.cfg.encode_batch]], pad, device)
+            with torch.no_grad(), self.accelerator.autocast():
+                parts.append(net(encode_chunks(lm.model, ids, mask), mask))
+        if not free_idx:
+            return parts[0]
+        order = torch.tensor(grad_idx + free_idx, device=device)
+        inverse = torch.empty_like(order)
+        inverse[order] = torch.arange(len(order), device=device)
+        return {
+            name: tuple(torch.cat([part[name][k] for part in parts]).index_select(0, inverse) for k in (0, 1))
+            for name in parts[0]
+        }
 
     # -- the loop -----------------------------------------------------------------------------------
     def fit(self, pool: list[PoolItem] | None = None, until: int | None = None) -> list[dict[str, float]]:
-        """Train to `cfg.steps` (or stop early after step `until`, e.g. to test resuming)."""
+        """Train to `cfg.steps` (or stop early after step `until`, e.g. to test resuming, or after
+        `cfg.time_limit_s`; running again resumes from the saved state)."""
         cfg, acc = self.cfg, self.accelerator
         t0 = time.perf_counter()
         pool = pool or build_pool(self.lm, cfg, seed=cfg.seed * 1000 + acc.process_index)
@@ -170,8 +203,12 @@ class Trainer:
                 "elapsed_s": time.perf_counter() - start,
                 **info,
             }
+            if torch.cuda.is_available():
+                record["gpu_peak_gb"] = torch.cuda.max_memory_allocated() / 1e9
             history.append(record)
-            if self.step % cfg.log_every == 0 or self.step == cfg.steps:
+            out_of_time = cfg.time_limit_s is not None and record["elapsed_s"] >= cfg.time_limit_s
+            final = self.step == cfg.steps or out_of_time
+            if self.step % cfg.log_every == 0 or final:
                 if acc.is_main_process:
                     with log_path.open("a") as f:
                         f.write(json.dumps(record) + "\n")
@@ -179,10 +216,13 @@ class Trainer:
                     f"step {self.step} loss {total:.4f} gnorm {float(grad_norm):.3f} "
                     f"lr {record['lr']:.2e} chunks {info.get('chunks', 0):.0f} {record['elapsed_s']:.0f}s"
                 )
-            if self.step % cfg.eval_every == 0 or (cfg.eval_at_end and self.step == cfg.steps):
+            if self.step % cfg.eval_every == 0 or (cfg.eval_at_end and final):
                 self.evaluate(log_path)
-            if self.step % cfg.save_every == 0 or self.step == cfg.steps:
+            if self.step % cfg.save_every == 0 or final:
                 self.save()
+            if out_of_time:
+                acc.print(f"time limit of {cfg.time_limit_s:.0f}s reached at step {self.step}; saved")
+                break
         return history
 
     def evaluate(self, log_path: Path | None = None) -> dict[str, Any]:

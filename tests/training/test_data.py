@@ -56,6 +56,26 @@ def test_negative_has_no_needle():
     assert abs(words(ex.document) - 1000) <= 0.05 * 1000
 
 
+@pytest.mark.parametrize("depth_bin", [0, 4, 9])
+def test_long_needle_comes_with_a_short_haystack_for_the_teacher(depth_bin):
+    ex = make_needle_example(random.Random(depth_bin), 64_000, words, depth_bin=depth_bin, teacher_tokens=3000)
+    teacher = ex.teacher_document
+    assert teacher is not None and ex.teacher_context == teacher
+    assert abs(words(teacher) - 3000) <= 0.05 * 3000 and words(ex.document) > 20 * words(teacher)
+    assert re.findall(r"\d+", teacher) == [ex.answer] == re.findall(r"\d+", ex.document)
+    assert int(teacher.index("The special magic number") / len(teacher) * 10) == depth_bin
+
+
+def test_short_needle_and_negative_give_the_teacher_the_document_itself():
+    short = make_needle_example(random.Random(0), 2000, words, teacher_tokens=3000)
+    assert short.teacher_document is None and short.teacher_context == short.document
+    same = make_needle_example(random.Random(0), 2000, words)
+    assert short.document == same.document  # the option draws nothing more from the rng
+    negative = make_needle_example(random.Random(0), 9000, words, with_needle=False, teacher_tokens=3000)
+    assert abs(words(negative.teacher_context) - 3000) <= 0.05 * 3000
+    assert not re.search(r"\d", negative.teacher_context)
+
+
 def test_needle_dataset_is_deterministic_and_cycles_depth_bins_evenly():
     a = list(needle_dataset(7, 40, [300, 600], words))
     assert a == list(needle_dataset(7, 40, [300, 600], words))
@@ -75,6 +95,8 @@ def test_needle_numbers_of_heldout_never_appear_in_train():
 def test_needle_rejects_a_bad_bin():
     with pytest.raises(ValueError, match="depth_bin must be in"):
         make_needle_example(random.Random(0), 100, words, depth_bin=10)
+    with pytest.raises(ValueError, match="teacher_tokens must be > 0"):
+        make_needle_example(random.Random(0), 100, words, teacher_tokens=0)
 
 
 # --- facts --------------------------------------------------------------------------------------------------

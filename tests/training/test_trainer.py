@@ -94,3 +94,41 @@ def test_periodic_eval_logs_niah_and_facts_accuracy(tmp_path):
     assert result["niah"]["adapter"]["48"]["n"] == 2 and result["facts"]["adapter"]["48"]["n"] == 2
     logged = json.loads((tmp_path / "log.jsonl").read_text().splitlines()[-1])
     assert set(logged) == {"step", "eval_niah", "eval_facts"}
+
+
+def test_gradient_free_chunks_give_the_same_loras_in_order(lm, tmp_path) -> None:
+    cfg = _config(tmp_path, steps=1).model_copy(update={"encode_batch": 2})
+    trainer = Trainer(cfg, lm=lm)
+    rng = random.Random(3)
+    vocab = lm.model.config.vocab_size
+    chunks = [[rng.randrange(5, vocab) for _ in range(rng.randint(3, 20))] for _ in range(7)]
+    with torch.no_grad():  # make the zero-initialised output scale non-zero, so B carries the chunk's content
+        trainer.accelerator.unwrap_model(trainer.net).out_scale.fill_(0.5)
+    everything = trainer._chunk_loras(chunks, [True] * 7)
+    mixed = trainer._chunk_loras(chunks, [False, True, False, False, True, False, False])
+    for name, (a, b) in everything.items():
+        assert mixed[name][0].requires_grad and mixed[name][1].requires_grad
+        torch.testing.assert_close(mixed[name][0], a, atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(mixed[name][1], b, atol=1e-5, rtol=1e-4)
+
+
+def test_capped_gradient_chunks_still_train_and_log_the_loss_of_each_kind(lm, tmp_path) -> None:
+    pool = _pool(lm)
+    capped = {"max_grad_chunks": 1, "min_chunk_tokens": 4, "max_chunk_tokens": 8}
+    cfg = _config(tmp_path, steps=3).model_copy(update=capped)
+    trainer = Trainer(cfg, lm=lm)
+    loss, info = trainer.loss_on(pool, random.Random(1))
+    loss.backward()
+    assert info["grad_chunks"] == len(pool) < info["chunks"], info
+    assert info["kl_needle"] == pytest.approx(loss.item(), rel=1e-5)  # one kind: its loss is the loss
+    grads = [p.grad for p in trainer.net.parameters() if p.grad is not None]
+    assert grads and any(g.abs().sum() > 0 for g in grads)
+
+
+def test_time_limit_stops_saves_and_resumes(lm, tmp_path) -> None:
+    pool = _pool(lm)
+    cfg = _config(tmp_path, steps=50).model_copy(update={"time_limit_s": 1e-6})
+    history = Trainer(cfg, lm=lm).fit(pool=pool)
+    assert [r["step"] for r in history] == [1]
+    assert json.loads((tmp_path / "log.jsonl").read_text().splitlines()[-1])["step"] == 1
+    assert Trainer(cfg, lm=lm).step == 1  # the state was saved at the stop
