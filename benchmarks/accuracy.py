@@ -13,8 +13,9 @@ from typing import Any
 
 from benchmarks.datasets import QAItem
 from benchmarks.metrics import exact_match, strict_match, token_f1
-from d2l_rag.baselines.base import Baseline
+from d2l_rag.baselines.base import Baseline, BaselineAnswer
 from d2l_rag.baselines.context_distillation import StandardCDBaseline
+from d2l_rag.generation import Answer
 
 __all__ = ["cd_subset", "run_accuracy", "summarize"]
 
@@ -49,22 +50,28 @@ def summarize(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+def _row(
+    item: QAItem, out: Answer | BaselineAnswer, prepare_s: float, notes: list[str], **extra: Any
+) -> dict[str, Any]:
+    """One scored answer as saved in results.json."""
+    return {
+        "item": item.item_id,
+        "doc": item.doc_id,
+        "answer": out.text,
+        "seconds": out.seconds,
+        "prompt_tokens": out.prompt_tokens,
+        "prepare_s": prepare_s,
+        "notes": notes,
+        **extra,
+        **_score(item, out.text),
+    }
+
+
 def _run_baseline(baseline: Baseline, items: Sequence[QAItem]) -> list[dict[str, Any]]:
     rows = []
     for item in items:
         out = baseline.answer(item.question, item.document)
-        rows.append(
-            {
-                "item": item.item_id,
-                "doc": item.doc_id,
-                "answer": out.text,
-                "seconds": out.seconds,
-                "prompt_tokens": out.prompt_tokens,
-                "prepare_s": out.prepare_seconds,
-                "notes": list(out.notes),
-                **_score(item, out.text),
-            }
-        )
+        rows.append(_row(item, out, out.prepare_seconds, list(out.notes)))
     return rows
 
 
@@ -82,22 +89,18 @@ def _run_cd(cd: StandardCDBaseline, items: Sequence[QAItem]) -> tuple[list[dict[
                 text = cd.generator.answer(item.question, adapter=snap.adapter).text
                 per_step.setdefault(step, {"scores": [], "seconds": []})["scores"].append(_score(item, text))
             per_step[step]["seconds"].append(snap.seconds)
-        notes = [f"{cd.config.steps} steps on {len(distilled.questions)} self-generated questions", *distilled.notes]
+        notes = list(cd.notes(distilled))
         for i, item in enumerate(doc_items):
             out = cd.generator.answer(item.question, adapter=distilled.adapter)
             rows.append(
-                {
-                    "item": item.item_id,
-                    "doc": item.doc_id,
-                    "answer": out.text,
-                    "seconds": out.seconds,
-                    "prompt_tokens": out.prompt_tokens,
-                    "prepare_s": distilled.seconds if i == 0 else 0.0,
-                    "notes": notes,
-                    "final_loss": distilled.losses[-1] if distilled.losses else None,
-                    "first_loss": distilled.losses[0] if distilled.losses else None,
-                    **_score(item, out.text),
-                }
+                _row(
+                    item,
+                    out,
+                    distilled.seconds if i == 0 else 0.0,
+                    notes,
+                    final_loss=distilled.losses[-1] if distilled.losses else None,
+                    first_loss=distilled.losses[0] if distilled.losses else None,
+                )
             )
     curve = [
         {

@@ -28,10 +28,9 @@ class QAItem:
 def heldout_facts(lm: FrozenLM, n: int, lengths: Sequence[int], seed: int = 20240601) -> list[QAItem]:
     """`n` held-out facts documents (names, codes and prose never seen in training), one question each."""
     from d2l_rag.training.facts import make_facts_example
+    from d2l_rag.training.pool import token_counter
 
-    def count(text: str) -> int:
-        return len(lm.tokenizer(text, add_special_tokens=False)["input_ids"])
-
+    count = token_counter(lm)
     rng = random.Random(seed)
     items = []
     for i in range(n):

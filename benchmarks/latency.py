@@ -19,6 +19,7 @@ from d2l_rag.generation import Generator
 from d2l_rag.model.base import FrozenLM
 from d2l_rag.model.chunking import tokenize_document
 from d2l_rag.training.facts import make_facts_example
+from d2l_rag.training.pool import token_counter
 
 __all__ = ["document_of_length", "run_latency"]
 
@@ -27,11 +28,7 @@ _MIN_PEAK_BYTES = 2**20  # below this a sampled-RSS peak is noise; a ratio to it
 
 def document_of_length(lm: FrozenLM, tokens: int, seed: int) -> tuple[str, str]:
     """(document of about `tokens` tokens with planted held-out facts, a question about one of them)."""
-
-    def count(text: str) -> int:
-        return len(lm.tokenizer(text, add_special_tokens=False)["input_ids"])
-
-    ex = make_facts_example(random.Random(seed), tokens, count, split="heldout", n_facts=4)
+    ex = make_facts_example(random.Random(seed), tokens, token_counter(lm), split="heldout", n_facts=4)
     return ex.document, ex.question
 
 

@@ -27,6 +27,11 @@ def _table(header: list[str], rows: list[list[Any]]) -> str:
     return "\n".join(lines)
 
 
+def _section(title: str, intro: str, header: list[str], rows: list[list[Any]]) -> list[str]:
+    """A measurement's heading, the paragraph saying what was measured, and its table."""
+    return ["", f"## {title}", "", intro, "", _table(header, rows)]
+
+
 def _mib(n: int | None) -> str:
     return "-" if n is None else f"{n / 2**20:.1f}"
 
@@ -126,103 +131,83 @@ def render_report(results: dict[str, Any], plots: list[str], plot_note: str | No
     out += ["", *_accuracy_section(results)]
 
     if results.get("latency"):
-        out += ["", "## Internalize cost vs one forward pass", ""]
-        out.append(
+        out += _section(
+            "Internalize cost vs one forward pass",
             "Internalize = tokenize, chunk, encode every chunk with hidden states, run the hypernetwork. "
-            "Forward = one backbone pass over the same tokens (no cache, no LM head): the floor of reading them."
-        )
-        out += [""]
-        out.append(
-            _table(
-                ["document tokens", "chunks", "adapter rank", "forward s", "internalize s", "ratio"],
+            "Forward = one backbone pass over the same tokens (no cache, no LM head): the floor of reading them.",
+            ["document tokens", "chunks", "adapter rank", "forward s", "internalize s", "ratio"],
+            [
                 [
-                    [
-                        r["document_tokens"],
-                        r["chunks"],
-                        r["adapter_rank"],
-                        _f(r["forward_s"], 3),
-                        _f(r["internalize_s"], 3),
-                        _f(r["internalize_over_forward"]),
-                    ]
-                    for r in results["latency"]
-                ],
-            )
+                    r["document_tokens"],
+                    r["chunks"],
+                    r["adapter_rank"],
+                    _f(r["forward_s"], 3),
+                    _f(r["internalize_s"], 3),
+                    _f(r["internalize_over_forward"]),
+                ]
+                for r in results["latency"]
+            ],
         )
-        out += ["", "## Per-question latency and peak memory: D2L vs in-context", ""]
         new_tokens = results["latency"][0]["new_tokens"]
-        out.append(
+        out += _section(
+            "Per-question latency and peak memory: D2L vs in-context",
             f"Both generate exactly {new_tokens} new tokens (EOS suppressed), so the ratio compares the same "
             "work; D2L's prompt is the question only. Peak memory = extra bytes at the peak of one question "
             "(CUDA: max_memory_allocated; CPU: sampled RSS), medians over runs. D2L first question = "
             "internalize + answer. The memory ratio is left out where D2L's peak is under 1 MiB (below what "
-            "RSS sampling resolves)."
-        )
-        out += [""]
-        out.append(
-            _table(
+            "RSS sampling resolves).",
+            [
+                "document tokens",
+                "D2L s",
+                "in-context s",
+                "latency ratio",
+                "D2L first question s",
+                "D2L peak MiB",
+                "in-context peak MiB",
+                "memory ratio",
+            ],
+            [
                 [
-                    "document tokens",
-                    "D2L s",
-                    "in-context s",
-                    "latency ratio",
-                    "D2L first question s",
-                    "D2L peak MiB",
-                    "in-context peak MiB",
-                    "memory ratio",
-                ],
-                [
-                    [
-                        r["document_tokens"],
-                        _f(r["d2l_question_s"], 3),
-                        _f(r["in_context_question_s"], 3),
-                        _f(r["latency_ratio"], 1),
-                        _f(r["d2l_first_question_s"], 3),
-                        _mib(r["d2l_peak_bytes"]),
-                        _mib(r["in_context_peak_bytes"]),
-                        _f(r["memory_ratio"], 1),
-                    ]
-                    for r in results["latency"]
-                ],
-            )
+                    r["document_tokens"],
+                    _f(r["d2l_question_s"], 3),
+                    _f(r["in_context_question_s"], 3),
+                    _f(r["latency_ratio"], 1),
+                    _f(r["d2l_first_question_s"], 3),
+                    _mib(r["d2l_peak_bytes"]),
+                    _mib(r["in_context_peak_bytes"]),
+                    _f(r["memory_ratio"], 1),
+                ]
+                for r in results["latency"]
+            ],
         )
     if results.get("footprint"):
-        out += ["", "## Adapter bytes vs KV-cache bytes", ""]
-        out.append(
+        out += _section(
+            "Adapter bytes vs KV-cache bytes",
             "Computed from the model config, both in bf16: KV = 2 x layers x KV heads x head dim x tokens; "
-            "adapter = chunks x rank x (d_in + d_out) x layers per target module."
-        )
-        out += [""]
-        out.append(
-            _table(
-                ["tokens", "adapter MiB", "KV cache MiB", "adapter / KV", "fits the model window"],
+            "adapter = chunks x rank x (d_in + d_out) x layers per target module.",
+            ["tokens", "adapter MiB", "KV cache MiB", "adapter / KV", "fits the model window"],
+            [
                 [
-                    [
-                        r["tokens"],
-                        _mib(r["adapter_bytes"]),
-                        _mib(r["kv_cache_bytes"]),
-                        f"1/{1 / r['adapter_over_kv']:.1f}",
-                        "yes" if r["fits_window"] else "no",
-                    ]
-                    for r in results["footprint"]
-                ],
-            )
+                    r["tokens"],
+                    _mib(r["adapter_bytes"]),
+                    _mib(r["kv_cache_bytes"]),
+                    f"1/{1 / r['adapter_over_kv']:.1f}",
+                    "yes" if r["fits_window"] else "no",
+                ]
+                for r in results["footprint"]
+            ],
         )
     tp = results.get("throughput")
     if tp:
-        out += ["", "## Batching: different documents vs one document", ""]
-        out.append(
+        out += _section(
+            "Batching: different documents vs one document",
             f"{tp['batch']} questions in one batch, {tp['new_tokens']} new tokens each, documents of "
-            f"{tp['document_tokens']} tokens: each row its own adapter vs every row the same adapter."
-        )
-        out += [""]
-        out.append(
-            _table(
-                ["batch", "seconds", "questions/s"],
-                [
-                    [f"{tp['batch']} documents (mixed)", _f(tp["mixed_s"], 3), _f(tp["mixed_questions_per_s"])],
-                    ["1 document", _f(tp["single_s"], 3), _f(tp["single_questions_per_s"])],
-                ],
-            )
+            f"{tp['document_tokens']} tokens: each row its own adapter vs every row the same adapter.",
+            ["batch", "seconds", "questions/s"],
+            [
+                [f"{tp['batch']} documents (mixed)", _f(tp["mixed_s"], 3), _f(tp["mixed_questions_per_s"])],
+                ["1 document", _f(tp["single_s"], 3), _f(tp["single_questions_per_s"])],
+            ],
         )
     out += ["", "## Plots", ""]
     out += [f"![{p}]({p})" for p in plots] if plots else [f"_{plot_note}_"]

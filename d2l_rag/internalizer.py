@@ -199,7 +199,7 @@ class DocumentInternalizer:
             for sha, tokens in zip(record["parts"], record["part_tokens"], strict=True):
                 offset = done
                 self._part_adapter(sha, (lambda n, _t, o=offset: progress(o + n, total)) if progress else None)
-                done += math.ceil(tokens / self.chunk_tokens)
+                done += self._chunk_count([tokens])
         except (RuntimeError, ValueError) as exc:  # e.g. out of memory: keep the document, answer it in context
             logger.warning("adapter build failed for a document; it will be answered in context: %s", exc)
             record["build_error"] = f"{type(exc).__name__}: {exc}"

@@ -1,6 +1,8 @@
-"""A tiny random Llama with a character-level tokenizer and a chat template, built in memory.
+"""A tiny random Llama with a character-level tokenizer and a chat template, built in memory, and test helpers.
 
 For unit tests and the standard LangChain/LlamaIndex suites: no files, no hub, loads in well under a second.
+Beside the model: random adapters and their merged reference, what `D2LChatModel` declares to LangChain's
+standard suites, and the command line's error contract.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import torch
 from d2l_rag.adapters.document_adapter import DocumentAdapter
 from d2l_rag.model.base import FrozenLM
 
-__all__ = ["merged_copy", "random_adapter", "tiny_llama"]
+__all__ = ["D2LChatModelCapabilities", "assert_one_line_error", "merged_copy", "random_adapter", "tiny_llama"]
 
 _SPECIALS = ["<pad>", "<unk>", "<|im_start|>", "<|im_end|>"]
 _CHAT_TEMPLATE = (
@@ -100,3 +102,44 @@ def merged_copy(lm: FrozenLM, *adapters: DocumentAdapter) -> torch.nn.Module:
                 for layer, module in enumerate(modules):
                     module.weight += adapter.delta_weight(target, layer).to(module.weight.dtype)
     return model
+
+
+class D2LChatModelCapabilities:
+    """What `D2LChatModel` supports, as LangChain's standard suites ask: mixed into both the unit and the
+    integration test class, so the two declare the same model. Text in, text out, usage metadata on every answer.
+    """
+
+    @property
+    def has_tool_calling(self) -> bool:
+        return False
+
+    @property
+    def has_structured_output(self) -> bool:
+        return False
+
+    @property
+    def supports_json_mode(self) -> bool:
+        return False
+
+    @property
+    def supports_image_inputs(self) -> bool:
+        return False
+
+    @property
+    def supports_model_override(self) -> bool:
+        return False  # one base model per internalizer; a different `model=` is a clear error
+
+    @property
+    def returns_usage_metadata(self) -> bool:
+        return True
+
+
+def assert_one_line_error(result, text: str) -> None:
+    """`result` (from typer's `CliRunner`) failed as the command line promises: exit code 1, no traceback, and
+    exactly one `error:` line, which holds `text`.
+    """
+    assert result.exit_code == 1, result.output
+    assert isinstance(result.exception, SystemExit), result.exception  # typer.Exit(1), not a crash
+    assert "Traceback" not in result.output, result.output
+    errors = [line for line in result.output.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and text in errors[0], result.output

@@ -13,6 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from d2l_rag import cli
+from d2l_rag.testing import assert_one_line_error
 
 runner = CliRunner()
 FACT = "The code name of the project is Bluefin. The project started in spring."
@@ -46,14 +47,6 @@ def docs(tmp_path: Path) -> Path:
 
 def invoke(*args: str, cache: Path, input: str | None = None):
     return runner.invoke(cli.app, ["--cache-dir", str(cache), *args], input=input)
-
-
-def assert_one_line_error(result, text: str) -> None:
-    assert result.exit_code == 1, result.output
-    assert isinstance(result.exception, SystemExit), result.exception  # typer.Exit(1), not a crash
-    assert "Traceback" not in result.output
-    errors = [line for line in result.output.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1 and text in errors[0], result.output
 
 
 def test_help_lists_every_command() -> None:

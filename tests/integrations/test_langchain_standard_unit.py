@@ -9,9 +9,10 @@ from langchain_d2l import D2LChatModel
 from langchain_tests.unit_tests import ChatModelUnitTests
 
 from d2l_rag.internalizer import DocumentInternalizer
+from d2l_rag.testing import D2LChatModelCapabilities
 
 
-class TestD2LChatModelUnit(ChatModelUnitTests):
+class TestD2LChatModelUnit(D2LChatModelCapabilities, ChatModelUnitTests):
     @pytest.fixture(autouse=True)
     def _bind_internalizer(self, tiny_internalizer: DocumentInternalizer) -> None:
         self._internalizer = tiny_internalizer  # the suite builds models from chat_model_params, per test
@@ -23,19 +24,3 @@ class TestD2LChatModelUnit(ChatModelUnitTests):
     @property
     def chat_model_params(self) -> dict[str, Any]:
         return {"internalizer": self._internalizer, "doc_id": "project"}
-
-    @property
-    def has_tool_calling(self) -> bool:
-        return False
-
-    @property
-    def has_structured_output(self) -> bool:
-        return False
-
-    @property
-    def supports_image_inputs(self) -> bool:
-        return False
-
-    @property
-    def supports_model_override(self) -> bool:
-        return False  # one base model per internalizer; a different `model=` is a clear error

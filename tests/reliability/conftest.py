@@ -2,12 +2,14 @@
 
 Saved to disk (not built in memory) so that subprocesses can load exactly the same model in about a second,
 instead of the real GGUF's ~17 s. The checkpoint has every parameter randomised, so adapters change answers.
+Also a live pickle (`payload`, `live_payload`) and the `marker` directory it creates if anything unpickles it.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import pickle
 import subprocess
 import sys
 import time
@@ -25,6 +27,36 @@ from d2l_rag.testing import tiny_llama
 
 WORKER = Path(__file__).with_name("_worker.py")
 TINY_HYPERNET = HypernetConfig(rank=4, width=32, num_heads=4, num_blocks=1, chunk_tokens=64)
+
+
+class Payload:
+    """Unpickling this runs `os.mkdir(marker)`: proof that something unpickled it."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.mkdir, (str(self.marker),))
+
+
+@pytest.fixture()
+def marker(tmp_path) -> Path:
+    """Created only if a `payload` is unpickled: it must not exist after any refusal."""
+    return tmp_path / "UNPICKLED"
+
+
+@pytest.fixture()
+def payload(marker) -> Payload:
+    """A live pickle, unpickled: hand it to `pickle.dumps`, `torch.save` or diskcache, which pickle it."""
+    return Payload(marker)
+
+
+@pytest.fixture()
+def live_payload(tmp_path, payload) -> bytes:
+    """A pickle that demonstrably runs code when loaded (checked with a second marker)."""
+    pickle.loads(pickle.dumps(Payload(tmp_path / "control")))
+    assert (tmp_path / "control").is_dir()
+    return pickle.dumps(payload)
 
 
 @pytest.fixture(scope="session")

@@ -7,7 +7,6 @@ surrogates), because that is where such strings come from in practice.
 
 from __future__ import annotations
 
-import os
 import pickle
 import shutil
 import subprocess
@@ -20,43 +19,23 @@ from typer.testing import CliRunner
 
 from d2l_rag import cli
 from d2l_rag.model.checkpoint import WEIGHTS_NAME
+from d2l_rag.testing import assert_one_line_error
 
 runner = CliRunner()
 FACT = "The code name of the project is Bluefin. The budget is 42 coins."
 
 
-class Payload:
-    def __init__(self, marker: Path) -> None:
-        self.marker = marker
-
-    def __reduce__(self):
-        return (os.mkdir, (str(self.marker),))
+def _options(cache_dir: Path, model_dir: Path, checkpoint: Path) -> list[str]:
+    return ["--cache-dir", str(cache_dir), "--model", str(model_dir), "--checkpoint", str(checkpoint)]
 
 
 @pytest.fixture()
 def run(tmp_path, tiny_model_dir, tiny_checkpoint_dir):
     def invoke(*args: str, checkpoint: Path = tiny_checkpoint_dir):
-        options = [
-            "--cache-dir",
-            str(tmp_path / "cache"),
-            "--model",
-            str(tiny_model_dir),
-            "--checkpoint",
-            str(checkpoint),
-            "--max-new-tokens",
-            "4",
-        ]
-        return runner.invoke(cli.app, [*options, *args])
+        options = _options(tmp_path / "cache", tiny_model_dir, checkpoint)
+        return runner.invoke(cli.app, [*options, "--max-new-tokens", "4", *args])
 
     return invoke
-
-
-def assert_one_line_error(result, text: str) -> None:
-    assert result.exit_code == 1, result.output
-    assert isinstance(result.exception, SystemExit), result.exception  # typer.Exit(1), not a crash
-    assert "Traceback" not in result.output
-    errors = [line for line in result.output.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1 and text in errors[0], result.output
 
 
 def test_bad_files_and_inputs(run, tmp_path):
@@ -85,18 +64,17 @@ def test_bad_files_and_inputs(run, tmp_path):
     assert ok.exit_code == 0, ok.output
 
 
-def test_hostile_checkpoint_and_cache(run, tmp_path, tiny_checkpoint_dir):
-    marker = tmp_path / "UNPICKLED"
+def test_hostile_checkpoint_and_cache(run, tmp_path, tiny_checkpoint_dir, payload, marker):
     hostile = tmp_path / "hostile-checkpoint"
     shutil.copytree(tiny_checkpoint_dir, hostile)
     (hostile / WEIGHTS_NAME).unlink()
-    (hostile / "hypernetwork.pt").write_bytes(pickle.dumps(Payload(marker)))
+    (hostile / "hypernetwork.pt").write_bytes(pickle.dumps(payload))
     (tmp_path / "doc.txt").write_text(FACT)
     assert_one_line_error(run("internalize", str(tmp_path / "doc.txt"), checkpoint=hostile), "never unpickle")
 
     assert run("internalize", str(tmp_path / "doc.txt")).exit_code == 0
     with diskcache.Cache(str(tmp_path / "cache" / "registry")) as raw:
-        raw.set("doc:default:evil", Payload(marker))
+        raw.set("doc:default:evil", payload)
     assert_one_line_error(run("list"), "pickle")
     assert not marker.exists()
 
@@ -104,14 +82,7 @@ def test_hostile_checkpoint_and_cache(run, tmp_path, tiny_checkpoint_dir):
 def test_undecodable_argv_in_a_real_process(tmp_path, tiny_model_dir, tiny_checkpoint_dir):
     script = shutil.which("d2l-rag")
     command = [script] if script else [sys.executable, "-m", "d2l_rag.cli"]
-    options = [
-        "--cache-dir",
-        str(tmp_path / "cache"),
-        "--model",
-        str(tiny_model_dir),
-        "--checkpoint",
-        str(tiny_checkpoint_dir),
-    ]
+    options = _options(tmp_path / "cache", tiny_model_dir, tiny_checkpoint_dir)
     (tmp_path / "doc.txt").write_text(FACT)
     done = subprocess.run(
         [*command, *options, "internalize", str(tmp_path / "doc.txt")], capture_output=True, timeout=120

@@ -36,6 +36,11 @@ def _row(cache_dir: Path, text: str) -> tuple[str, str | None, bytes | None]:
     return row
 
 
+def _adapter_file(cache_dir: Path, text: str) -> Path:
+    """The file that holds the cached adapter of `text` (one stored as a file, not inline)."""
+    return cache_dir / "adapters" / _row(cache_dir, text)[1]
+
+
 def _flip(data: bytes, offset: int) -> bytes:
     return data[:offset] + bytes([data[offset] ^ 0xFF]) + data[offset + 1 :]
 
@@ -70,8 +75,7 @@ def test_changed_bytes_are_detected_reported_and_rebuilt(cached):
     internalizer, cache_dir, expected = cached
     rng = random.Random(0)
     for _ in range(BYTE_FLIPS):
-        key, filename, _ = _row(cache_dir, LARGE)
-        path = cache_dir / "adapters" / filename
+        path = _adapter_file(cache_dir, LARGE)
         data = path.read_bytes()
         path.write_bytes(_flip(data, rng.randrange(len(data))))
         _rebuilt(internalizer, "large", expected["large"], match="checksum")
@@ -86,13 +90,11 @@ def test_truncated_or_deleted_entry_is_rebuilt(cached):
     internalizer, cache_dir, expected = cached
     rng = random.Random(1)
     for _ in range(TRUNCATIONS):
-        _, filename, _ = _row(cache_dir, LARGE)
-        path = cache_dir / "adapters" / filename
+        path = _adapter_file(cache_dir, LARGE)
         data = path.read_bytes()
         path.write_bytes(data[: rng.randrange(len(data))])
         _rebuilt(internalizer, "large", expected["large"], match="checksum")
-    _, filename, _ = _row(cache_dir, LARGE)
-    (cache_dir / "adapters" / filename).unlink()  # a missing file is a cache miss, not a corruption
+    _adapter_file(cache_dir, LARGE).unlink()  # a missing file is a cache miss, not a corruption
     _rebuilt(internalizer, "large", expected["large"], match=None)
 
 

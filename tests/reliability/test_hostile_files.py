@@ -1,14 +1,13 @@
 """Hostile or mismatched files: nothing is ever unpickled, and a file made for another model is a clear error.
 
-Every pickle here is live: its `__reduce__` creates a marker directory when unpickled (checked once, on purpose,
-by `live_payload`). After each refusal the marker must not exist.
+Every pickle here is live (the `payload` and `live_payload` fixtures of this folder's conftest): its `__reduce__`
+creates the `marker` directory when unpickled (checked once, on purpose, by `live_payload`). After each refusal
+the marker must not exist.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import pickle
 import shutil
 import warnings
 from pathlib import Path
@@ -27,29 +26,6 @@ from d2l_rag.model.checkpoint import CONFIG_NAME, WEIGHTS_NAME
 from d2l_rag.testing import tiny_llama
 
 TEXT = "The code name of the project is Bluefin. The budget is 42 coins. " * 2
-
-
-class Payload:
-    """Unpickling this runs `os.mkdir(marker)`: proof that something unpickled it."""
-
-    def __init__(self, marker: Path) -> None:
-        self.marker = marker
-
-    def __reduce__(self):
-        return (os.mkdir, (str(self.marker),))
-
-
-@pytest.fixture()
-def marker(tmp_path) -> Path:
-    return tmp_path / "UNPICKLED"
-
-
-@pytest.fixture()
-def live_payload(tmp_path, marker) -> bytes:
-    """A pickle that demonstrably runs code when loaded (checked with a second marker)."""
-    pickle.loads(pickle.dumps(Payload(tmp_path / "control")))
-    assert (tmp_path / "control").is_dir()
-    return pickle.dumps(Payload(marker))
 
 
 def _checkpoint_copy(src: Path, dst: Path) -> Path:
@@ -73,12 +49,14 @@ def test_checkpoint_with_a_pickle_instead_of_safetensors_is_refused(
 
 
 @pytest.mark.parametrize("kind", ["pickle", "torch.save"])
-def test_pickle_named_safetensors_is_refused(kind, tmp_path, tiny_checkpoint_dir, tiny_dir_lm, live_payload, marker):
+def test_pickle_named_safetensors_is_refused(
+    kind, tmp_path, tiny_checkpoint_dir, tiny_dir_lm, live_payload, payload, marker
+):
     directory = _checkpoint_copy(tiny_checkpoint_dir, tmp_path / "ckpt")
     if kind == "pickle":
         (directory / WEIGHTS_NAME).write_bytes(live_payload)
     else:
-        torch.save({"weights": Payload(marker)}, directory / WEIGHTS_NAME)
+        torch.save({"weights": payload}, directory / WEIGHTS_NAME)
     with pytest.raises(D2LError, match="not a valid safetensors file"):
         load_checkpoint(directory, tiny_dir_lm)
     adapter_path = tmp_path / "adapter.safetensors"
@@ -88,21 +66,21 @@ def test_pickle_named_safetensors_is_refused(kind, tmp_path, tiny_checkpoint_dir
     assert not marker.exists()
 
 
-def test_base_model_directory_with_a_pickle_is_refused(tmp_path, live_payload, marker):
+def test_base_model_directory_with_a_pickle_is_refused(tmp_path, live_payload, payload, marker):
     """transformers loads `pytorch_model.bin` with `weights_only=True`: the payload is refused, not run."""
     directory = tmp_path / "model"
     lm = tiny_llama(seed=0)
     lm.model.save_pretrained(directory)
     lm.tokenizer.save_pretrained(directory)
     (directory / "model.safetensors").unlink()
-    state = dict(lm.model.state_dict(), payload=Payload(marker))
+    state = dict(lm.model.state_dict(), payload=payload)
     torch.save(state, directory / "pytorch_model.bin")
     with pytest.raises(ModelLoadError, match=str(directory)):
         load_base_model(directory)
     assert not marker.exists()
 
 
-def test_pickled_cache_entries_are_never_unpickled(tmp_path, make_internalizer, live_payload, marker):
+def test_pickled_cache_entries_are_never_unpickled(tmp_path, make_internalizer, live_payload, payload, marker):
     """A cache directory is shared state: diskcache would unpickle any entry whose row says "pickle"."""
     cache_dir = tmp_path / "cache"
     internalizer = make_internalizer(cache_dir)
@@ -110,12 +88,12 @@ def test_pickled_cache_entries_are_never_unpickled(tmp_path, make_internalizer, 
     expected = adapter_to_bytes(internalizer.adapter("doc"))
     with diskcache.Cache(str(cache_dir / "adapters")) as raw:
         (key,) = list(raw.iterkeys())
-        raw.set(key, Payload(marker))  # stored with MODE_PICKLE
+        raw.set(key, payload)  # stored with MODE_PICKLE
     with pytest.warns(RuntimeWarning, match="pickle"):
         assert adapter_to_bytes(internalizer.adapter("doc")) == expected  # rebuilt
     with diskcache.Cache(str(cache_dir / "registry")) as raw:
-        raw.set("doc:default:hostile", Payload(marker))  # a record that is a pickle
-        raw.set(("key", Payload(marker)), "x")  # a key that is a pickle
+        raw.set("doc:default:hostile", payload)  # a record that is a pickle
+        raw.set(("key", payload), "x")  # a key that is a pickle
     with pytest.raises(D2LError, match="pickle"):
         internalizer.documents()
     with pytest.raises(D2LError, match="pickle"):
