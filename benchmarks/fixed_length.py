@@ -2,20 +2,17 @@
 
 Answers of different lengths would otherwise decide a latency ratio: an adapter that rambles for 48 tokens looks
 slower than a context that answers in 8. Built from the library's public pieces: the chat prompt of `Generator`,
-per-row LoRA with `apply_lora`, and plain `generate`.
+per-row LoRA with `Generator.adapter_context`, and plain `generate`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from contextlib import nullcontext
 
 import torch
 
-from d2l_rag.adapters.compose import stack_for_batch
 from d2l_rag.adapters.document_adapter import DocumentAdapter
-from d2l_rag.generation import Generator
-from d2l_rag.model.lora_apply import apply_lora
+from d2l_rag.generation import Generator, left_pad
 
 __all__ = ["generate_fixed"]
 
@@ -34,20 +31,9 @@ def generate_fixed(
     adapters = list(adapters) if adapters is not None else [None] * n
     contexts = list(contexts) if contexts is not None else [None] * n
     prompts = [generator.prompt_ids(q, c) for q, c in zip(questions, contexts, strict=True)]
-    longest = max(len(p) for p in prompts)
     pad = lm.tokenizer.pad_token_id
-    ids = torch.full((n, longest), pad, dtype=torch.long)
-    mask = torch.zeros_like(ids)
-    for i, p in enumerate(prompts):
-        ids[i, longest - len(p) :] = torch.tensor(p)
-        mask[i, longest - len(p) :] = 1
-    if all(a is None for a in adapters):
-        context = nullcontext()
-    else:
-        first = next(a for a in adapters if a is not None)
-        weights = [None if a is None else a.to(lm.device).weights for a in adapters]
-        context = apply_lora(lm.model, stack_for_batch(weights), scale=first.scale)
-    with context:
+    ids, mask = left_pad(prompts, pad)
+    with generator.adapter_context(adapters):
         lm.model.generate(
             input_ids=ids.to(lm.device),
             attention_mask=mask.to(lm.device),
@@ -59,4 +45,4 @@ def generate_fixed(
             top_k=None,
             pad_token_id=pad,
         )
-    return longest
+    return ids.shape[1]

@@ -23,7 +23,7 @@ from d2l_rag.errors import AdapterMismatchError, InvalidInputError
 from d2l_rag.model.base import FrozenLM
 from d2l_rag.model.lora_apply import apply_lora
 
-__all__ = ["Answer", "Generator", "chat_messages", "check_question", "in_context_user_message"]
+__all__ = ["Answer", "Generator", "chat_messages", "check_question", "in_context_user_message", "left_pad"]
 
 
 @dataclass(frozen=True)
@@ -58,6 +58,17 @@ def check_question(question: Any) -> str:
     return question
 
 
+def left_pad(prompts: Sequence[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(ids, mask) of shape (rows, longest), left-padded: every row's next token is at the same position."""
+    longest = max(len(p) for p in prompts)
+    ids = torch.full((len(prompts), longest), pad_id, dtype=torch.long)
+    mask = torch.zeros_like(ids)
+    for i, p in enumerate(prompts):
+        ids[i, longest - len(p) :] = torch.tensor(p)
+        mask[i, longest - len(p) :] = 1
+    return ids, mask
+
+
 class Generator:
     """Greedy (by default) chat generation on a `FrozenLM`, optionally through per-row adapters."""
 
@@ -86,12 +97,7 @@ class Generator:
             raise InvalidInputError(
                 f"prompt of {longest} tokens + {config.max_new_tokens} new tokens exceeds the model window of {window}"
             )
-        pad = self.lm.tokenizer.pad_token_id
-        ids = torch.full((len(prompts), longest), pad, dtype=torch.long)
-        mask = torch.zeros_like(ids)
-        for i, p in enumerate(prompts):  # left padding: every row's next token is at the same position
-            ids[i, longest - len(p) :] = torch.tensor(p)
-            mask[i, longest - len(p) :] = 1
+        ids, mask = left_pad(prompts, self.lm.tokenizer.pad_token_id)
         return ids.to(self.lm.device), mask.to(self.lm.device)
 
     def _generate_kwargs(self, config: GenerationConfig) -> dict[str, Any]:
@@ -107,7 +113,8 @@ class Generator:
             kwargs.update(temperature=None, top_p=None, top_k=None)
         return kwargs
 
-    def _adapter_context(self, adapters: Sequence[DocumentAdapter | None]):
+    def adapter_context(self, adapters: Sequence[DocumentAdapter | None]):
+        """A context in which row i of a batch runs with adapters[i] (None = the bare model)."""
         if all(a is None for a in adapters):
             return nullcontext()
         for adapter in adapters:
@@ -139,7 +146,7 @@ class Generator:
         prompts = [self.prompt_ids(q, c) for q, c in zip(questions, contexts, strict=True)]
         ids, mask = self._inputs(prompts, config)
         start = time.perf_counter()
-        with self._adapter_context(adapters):
+        with self.adapter_context(adapters):
             out = self.lm.model.generate(input_ids=ids, attention_mask=mask, **self._generate_kwargs(config))
         seconds = time.perf_counter() - start
         new = out[:, ids.shape[1] :]
@@ -177,7 +184,7 @@ class Generator:
 
         def run() -> None:
             try:
-                with torch.no_grad(), self._adapter_context([adapter]):
+                with torch.no_grad(), self.adapter_context([adapter]):
                     self.lm.model.generate(
                         input_ids=ids, attention_mask=mask, streamer=streamer, **self._generate_kwargs(config)
                     )

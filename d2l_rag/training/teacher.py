@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 import torch
 
-from d2l_rag.generation import chat_messages
+from d2l_rag.generation import chat_messages, left_pad
 from d2l_rag.model.base import FrozenLM
 
 __all__ = ["chat_prompt_ids", "greedy_answers"]
@@ -34,12 +34,8 @@ def greedy_answers(lm: FrozenLM, prompts: Sequence[list[int]], max_new_tokens: i
     answers: list[list[int]] = [[] for _ in prompts]
     for start in range(0, len(order), batch_size):
         rows = order[start : start + batch_size]
-        longest = max(len(prompts[i]) for i in rows)
-        ids = torch.full((len(rows), longest), pad, dtype=torch.long)
-        mask = torch.zeros_like(ids)
-        for j, i in enumerate(rows):
-            ids[j, longest - len(prompts[i]) :] = torch.tensor(prompts[i])
-            mask[j, longest - len(prompts[i]) :] = 1
+        ids, mask = left_pad([prompts[i] for i in rows], pad)
+        longest = ids.shape[1]
         out = lm.model.generate(
             input_ids=ids.to(lm.device),
             attention_mask=mask.to(lm.device),
