@@ -3,6 +3,7 @@
     python -m benchmarks.niah --out benchmarks/results/niah_gpu             # full: 1k..64k, 50 a length
     python -m benchmarks.niah --lengths 1024,2048 --n 10 --facts-n 20        # quick
     python -m benchmarks.niah --render benchmarks/results/niah_gpu/niah.json  # markdown + plot from a JSON
+    python -m benchmarks.niah --max-composed-chunks 0 ...                      # compose every chunk
 
 Modes: the D2L adapter with the question alone, in-context (where the document fits the window) and the base model
 with no document. Exact match: the first 4-digit number of the answer is the needle's; facts: the reference answer
@@ -30,6 +31,7 @@ def run(
     facts_lengths: list[int],
     facts_n: int,
     batch_size: int,
+    max_chunks: int | None = None,
 ) -> dict[str, Any]:
     import torch
     import transformers
@@ -45,8 +47,11 @@ def run(
     hypernet = load_checkpoint(found, lm)
     started = time.perf_counter()
     with torch.no_grad():
-        niah = niah_eval(lm, hypernet, lengths, n, modes=MODES, batch_size=batch_size)
-        facts = facts_eval(lm, hypernet, facts_lengths, facts_n, modes=MODES, batch_size=batch_size)
+        niah = niah_eval(lm, hypernet, lengths, n, modes=MODES, batch_size=batch_size, max_chunks=max_chunks)
+        facts = facts_eval(
+            lm, hypernet, facts_lengths, facts_n, modes=MODES, batch_size=batch_size, max_chunks=max_chunks
+        )
+    composed = hypernet.config.max_composed_chunks if max_chunks is None else max_chunks or None
     return {
         "niah": niah,
         "facts": facts,
@@ -56,6 +61,7 @@ def run(
             "facts_lengths": facts_lengths,
             "facts_n": facts_n,
             "chunk_tokens": hypernet.config.hypernet.chunk_tokens,
+            "max_composed_chunks": composed,
             "context_window": lm.context_window,
         },
         "checkpoint": {"path": str(found), "id": hypernet.id, "training_step": hypernet.config.training.get("step")},
@@ -76,12 +82,18 @@ def _cell(result: dict[str, Any] | None) -> str:
     return "n/a (beyond window)" if result is None else f"{result['accuracy']:.2f} (n={result['n']})"
 
 
+def _composition(settings: dict[str, Any]) -> str:
+    cap = settings.get("max_composed_chunks")
+    return "every chunk composed" if cap is None else f"the {cap} most salient chunks composed"
+
+
 def markdown(data: dict[str, Any]) -> str:
     lines = [
         f"# Needle in a haystack and fictional facts — {data['model']}",
         "",
         f"Checkpoint `{data['checkpoint']['id']}` (step {data['checkpoint']['training_step']}), "
-        f"chunk {data['settings']['chunk_tokens']} tokens, native window {data['settings']['context_window']}; "
+        f"chunk {data['settings']['chunk_tokens']} tokens, {_composition(data['settings'])}, "
+        f"native window {data['settings']['context_window']}; "
         f"{data['machine']['gpu'] or data['machine']['device']}, {data['seconds']:.0f} s.",
         "",
     ]
@@ -156,6 +168,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--facts-lengths", default="256,1024")
     parser.add_argument("--facts-n", type=int, default=100)
     parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument(
+        "--max-composed-chunks",
+        type=int,
+        help="chunks an adapter composes at most, the most salient kept (default: the checkpoint's limit; 0 = all)",
+    )
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/niah"))
     parser.add_argument("--render", type=Path, help="only rewrite markdown and plot from this JSON")
     args = parser.parse_args(argv)
@@ -171,6 +188,7 @@ def main(argv: list[str] | None = None) -> None:
         [int(x) for x in args.facts_lengths.split(",")],
         args.facts_n,
         args.batch_size,
+        args.max_composed_chunks,
     )
     write(data, args.out)
     print(markdown(data))

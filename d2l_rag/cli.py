@@ -299,6 +299,10 @@ def eval_niah(
     modes: Annotated[str, typer.Option(help="Comma-separated: adapter,in_context,no_document.")] = "adapter,in_context",
     out: Annotated[Path | None, typer.Option(help="Write the results as JSON here.")] = None,
     max_new_tokens: Annotated[int, typer.Option(min=1)] = 24,
+    max_composed_chunks: Annotated[
+        int | None,
+        typer.Option(min=0, help="Chunks an adapter composes, most salient kept (default: checkpoint's; 0 = all)."),
+    ] = None,
 ) -> None:
     """Needle-in-a-haystack accuracy by length and mode (held-out magic numbers)."""
     from d2l_rag.default_checkpoint import find_checkpoint
@@ -317,7 +321,9 @@ def eval_niah(
         raise InvalidInputError("no hypernetwork checkpoint fits this base model: pass --checkpoint or drop 'adapter'")
     hypernet = load_checkpoint(path, lm) if path is not None else None
     with Console(stderr=True).status("evaluating"):
-        results = niah_eval(lm, hypernet, sizes, n, modes=chosen, max_new_tokens=max_new_tokens)
+        results = niah_eval(
+            lm, hypernet, sizes, n, modes=chosen, max_new_tokens=max_new_tokens, max_chunks=max_composed_chunks
+        )
     table = Table(title=f"Needle in a haystack ({n} per length)")
     table.add_column("tokens", justify="right")
     for mode in chosen:

@@ -100,6 +100,12 @@ class InternalizerConfig(_Strict):
         description="Longest document accepted, in characters (None = no limit); longer "
         "ones are refused before tokenizing: ~250k tokens already take hours to encode on a CPU.",
     )
+    max_composed_chunks: int | None = Field(
+        default=None,
+        ge=0,
+        description="Chunks a document's adapter composes at most, keeping the most salient ones; None = the "
+        "checkpoint's measured limit, 0 = every chunk.",
+    )
     route_k: int = Field(
         default=1, ge=1, le=16, description="Documents the router picks for a question asked without ids (composed)."
     )

@@ -120,7 +120,11 @@ class DocumentInternalizer:
             self.hypernet.config.hypernet.chunk_tokens if self.hypernet else 1024
         )
         self.builder = (
-            AdapterBuilder(self.lm, self.hypernet, self.chunk_tokens, rt.encode_batch_chunks) if self.hypernet else None
+            AdapterBuilder(
+                self.lm, self.hypernet, self.chunk_tokens, rt.encode_batch_chunks, self.config.max_composed_chunks
+            )
+            if self.hypernet
+            else None
         )
         self.generator = Generator(self.lm, self.config.generation)
         self.cache = AdapterCache(cache_dir or default_cache_dir(), self.config.cache_size_limit)
@@ -345,7 +349,7 @@ class DocumentInternalizer:
             raise InvalidInputError(f"document {doc_id!r} has no adapter: {reason}")
         assert self.builder is not None
         adapter = self.builder.document([self._part_adapter(sha) for sha in record["parts"]], doc_id)
-        return replace(adapter, metadata={"title": record["title"]})
+        return replace(adapter, metadata={**adapter.metadata, "title": record["title"]})
 
     def _record(self, doc_id: str) -> dict[str, Any]:
         record = self.cache.get_record(self.collection_name, check_doc_id(doc_id))

@@ -125,6 +125,22 @@ def test_update_encodes_only_the_new_chunks(real: DocumentInternalizer) -> None:
     assert_same_adapter(adapter, reference)
 
 
+def test_long_documents_compose_at_most_the_configured_chunks(tiny_lm, tiny_hypernet, tmp_path) -> None:
+    def internalizer(cap: int | None) -> DocumentInternalizer:
+        config = InternalizerConfig(max_composed_chunks=cap)
+        return DocumentInternalizer(model=tiny_lm, checkpoint=tiny_hypernet, cache_dir=tmp_path / "c", config=config)
+
+    rank = tiny_hypernet.config.hypernet.rank
+    capped = internalizer(2)
+    info = capped.add("log", prose("the harbour", 30), title="Harbour log")
+    adapter = capped.adapter("log")
+    assert info.chunks > 2 and adapter.rank == 2 * rank
+    assert adapter.metadata == {"chunks_composed": f"2 of {info.chunks}", "title": "Harbour log"}
+    every = internalizer(0)  # same cache: nothing is encoded again, only the composition differs
+    assert every.adapter("log").rank == info.chunks * rank and every.chunks_encoded == 0
+    assert internalizer(None).adapter("log").rank == info.chunks * rank  # the tiny checkpoint declares no limit
+
+
 def test_a_document_added_without_checkpoint_gets_an_adapter_once_one_exists(tiny_lm, tiny_hypernet, tmp_path):
     plain = DocumentInternalizer(model=tiny_lm, use_checkpoint=False, cache_dir=tmp_path)
     assert not plain.add("doc", prose("the dam", 5)).internalized

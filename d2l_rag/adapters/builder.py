@@ -10,6 +10,7 @@ import torch
 
 from d2l_rag.adapters.compose import compose, split_chunk_loras
 from d2l_rag.adapters.document_adapter import DocumentAdapter
+from d2l_rag.adapters.salience import keep_salient_chunks
 from d2l_rag.model.base import FrozenLM
 from d2l_rag.model.checkpoint import LoadedHypernetwork
 from d2l_rag.model.chunking import chunk_ids, tokenize_document
@@ -24,12 +25,22 @@ class AdapterBuilder:
     """Builds adapters for one base model and one hypernetwork; holds no per-document state."""
 
     def __init__(
-        self, lm: FrozenLM, hypernet: LoadedHypernetwork, chunk_tokens: int | None = None, batch_chunks: int = 4
+        self,
+        lm: FrozenLM,
+        hypernet: LoadedHypernetwork,
+        chunk_tokens: int | None = None,
+        batch_chunks: int = 4,
+        max_chunks: int | None = None,
     ) -> None:
+        """`max_chunks`: chunks a document's adapter composes at most, keeping the most salient ones
+        (`d2l_rag.adapters.salience`); None = the checkpoint's measured limit, 0 = every chunk."""
+        if max_chunks is not None and max_chunks < 0:
+            raise ValueError(f"max_chunks must be >= 0 or None, got {max_chunks}")
         self.lm = lm
         self.hypernet = hypernet
         self.chunk_tokens = chunk_tokens or hypernet.config.hypernet.chunk_tokens
         self.batch_chunks = batch_chunks
+        self.max_chunks = hypernet.config.max_composed_chunks if max_chunks is None else max_chunks or None
 
     def chunks(self, text: str) -> list[list[int]]:
         return chunk_ids(tokenize_document(self.lm.tokenizer, text), self.chunk_tokens)
@@ -56,15 +67,19 @@ class AdapterBuilder:
         return self._finish(body, text, "", len(chunks), sum(len(c) for c in chunks))
 
     def document(self, parts: list[DocumentAdapter], doc_id: str = "") -> DocumentAdapter:
-        """A document's adapter from its parts, plus the static bias LoRA once (if the hypernetwork has one)."""
-        pieces = list(parts)
-        bias = self.hypernet.network.bias_lora()
-        if bias is not None:
-            pieces.append(self._wrap(split_chunk_loras(bias, [1])[0], chunk_count=0))
-        adapter = compose(pieces, doc_ids=(doc_id,) if doc_id else ())
+        """A document's adapter from its parts (its most salient `max_chunks` chunks when it has more), plus
+        the static bias LoRA once (if the hypernetwork has one)."""
+        doc_ids = (doc_id,) if doc_id else ()
+        body = compose(parts, doc_ids=doc_ids)
         if len(parts) == 1:
-            return replace(adapter, source_sha256=parts[0].source_sha256)
-        return adapter
+            body = replace(body, source_sha256=parts[0].source_sha256)
+        if self.max_chunks is not None:
+            body = keep_salient_chunks(body, self.max_chunks, self.hypernet.config.hypernet.rank)
+        bias = self.hypernet.network.bias_lora()
+        if bias is None:
+            return body
+        with_bias = compose([body, self._wrap(split_chunk_loras(bias, [1])[0], chunk_count=0)], doc_ids=doc_ids)
+        return replace(with_bias, source_sha256=body.source_sha256, metadata=body.metadata)
 
     def build(self, text: str, doc_id: str = "", progress: ProgressCallback | None = None) -> DocumentAdapter:
         """The adapter of a whole document."""

@@ -47,6 +47,12 @@ class CheckpointConfig(BaseModel):
     hypernet: HypernetConfig
     base: BaseFingerprint
     base_name: str = Field(default="", description="Human-readable name of the base model.")
+    max_composed_chunks: int | None = Field(
+        default=None,
+        gt=0,
+        description="Most chunks this checkpoint composes reliably, as measured; a longer document's adapter keeps "
+        "its most salient chunks (d2l_rag.adapters.salience). None = no limit.",
+    )
     training: dict[str, Any] = Field(default_factory=dict, description="Free-form notes: steps, data mix, losses.")
 
 

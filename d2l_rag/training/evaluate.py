@@ -1,7 +1,8 @@
 """Held-out evaluations: needle-in-a-haystack (magic number) and fictional-facts QA, by mode and length.
 
 Modes: "adapter" (question only, the document's adapter), "in_context" (document in the prompt, only where it fits
-the window) and "no_document" (the floor). Examples come from the held-out split of each generator.
+the window) and "no_document" (the floor). Examples come from the held-out split of each generator. `max_chunks`
+is `AdapterBuilder`'s: None = the checkpoint's composition limit, 0 = every chunk.
 """
 
 from __future__ import annotations
@@ -97,10 +98,15 @@ def _eval_by_length(
     batch_size: int,
     max_new_tokens: int,
     chunk_tokens: int | None,
+    max_chunks: int | None,
 ) -> dict[str, dict[str, object]]:
     """{mode: {length: result}} for examples drawn afresh (seeded by the length) at every length."""
     generator = Generator(lm, GenerationConfig(max_new_tokens=max_new_tokens))
-    builder = AdapterBuilder(lm, hypernet, chunk_tokens=chunk_tokens, batch_chunks=16) if hypernet else None
+    builder = (
+        AdapterBuilder(lm, hypernet, chunk_tokens=chunk_tokens, batch_chunks=16, max_chunks=max_chunks)
+        if hypernet
+        else None
+    )
     results: dict[str, dict[str, object]] = {m: {} for m in modes}
     for length in lengths:
         examples = make_examples(random.Random(seed + length), length)
@@ -119,6 +125,7 @@ def niah_eval(
     batch_size: int = 16,
     max_new_tokens: int = 24,
     chunk_tokens: int | None = None,
+    max_chunks: int | None = None,
 ) -> dict[str, dict[str, object]]:
     """{mode: {length: result}}; held-out needles (one number in five, by hash), depths cycled over the 10 bins."""
     count = token_counter(lm)
@@ -130,7 +137,17 @@ def niah_eval(
         ]
 
     return _eval_by_length(
-        lm, hypernet, lengths, needles, magic_number_correct, seed, modes, batch_size, max_new_tokens, chunk_tokens
+        lm,
+        hypernet,
+        lengths,
+        needles,
+        magic_number_correct,
+        seed,
+        modes,
+        batch_size,
+        max_new_tokens,
+        chunk_tokens,
+        max_chunks,
     )
 
 
@@ -144,6 +161,7 @@ def facts_eval(
     batch_size: int = 16,
     max_new_tokens: int = 32,
     chunk_tokens: int | None = None,
+    max_chunks: int | None = None,
 ) -> dict[str, dict[str, object]]:
     """{mode: {length: result}} on held-out fictional facts (names and codes never seen in training)."""
     count = token_counter(lm)
@@ -152,5 +170,5 @@ def facts_eval(
         return [make_facts_example(rng, length, count, "heldout", rng.randint(1, 4)) for _ in range(n_per_length)]
 
     return _eval_by_length(
-        lm, hypernet, lengths, facts, answer_contains, seed, modes, batch_size, max_new_tokens, chunk_tokens
+        lm, hypernet, lengths, facts, answer_contains, seed, modes, batch_size, max_new_tokens, chunk_tokens, max_chunks
     )

@@ -48,3 +48,14 @@ def test_needle_is_answered_from_the_adapter_alone(default_lm: FrozenLM):
         (ex.answer, a.text) for a, ex in zip(answers, examples, strict=True)
     ]
     assert not any(magic_number_correct(a.text, ex.answer) for a, ex in zip(bare, examples, strict=True))
+
+
+def test_long_needle_is_answered_from_its_most_salient_chunks(default_lm: FrozenLM):
+    """12 chunks: beyond what the checkpoint composes (it declares 4), so the 4 loudest chunks are kept."""
+    hypernet = load_checkpoint(SHIPPED, default_lm)
+    assert hypernet.config.max_composed_chunks == 4
+    example = make_needle_example(random.Random(11), 12_000, token_counter(default_lm), depth_bin=6, split="heldout")
+    adapter = AdapterBuilder(default_lm, hypernet, batch_chunks=8).build(example.document)
+    assert adapter.metadata["chunks_composed"] == f"4 of {adapter.chunk_count}" and adapter.chunk_count >= 12
+    answer = Generator(default_lm).answer_batch([example.question], adapters=[adapter])[0].text
+    assert magic_number_correct(answer, example.answer), (example.answer, answer)
