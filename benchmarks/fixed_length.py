@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import torch
 
 from d2l_rag.adapters.document_adapter import DocumentAdapter
-from d2l_rag.generation import Generator, left_pad
+from d2l_rag.generation import GREEDY, Generator, left_pad
 
 __all__ = ["generate_fixed"]
 
@@ -39,10 +39,7 @@ def generate_fixed(
             attention_mask=mask.to(lm.device),
             max_new_tokens=new_tokens,
             min_new_tokens=new_tokens,
-            do_sample=False,
-            temperature=None,
-            top_p=None,
-            top_k=None,
+            **GREEDY,
             pad_token_id=pad,
         )
     return ids.shape[1]

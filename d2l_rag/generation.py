@@ -23,7 +23,7 @@ from d2l_rag.errors import AdapterMismatchError, InvalidInputError
 from d2l_rag.model.base import FrozenLM
 from d2l_rag.model.lora_apply import apply_lora
 
-__all__ = ["Answer", "Generator", "chat_messages", "check_question", "in_context_user_message", "left_pad"]
+__all__ = ["GREEDY", "Answer", "Generator", "chat_messages", "check_question", "in_context_user_message", "left_pad"]
 
 
 @dataclass(frozen=True)
@@ -56,6 +56,10 @@ def check_question(question: Any) -> str:
     except UnicodeEncodeError as exc:
         raise InvalidInputError(f"question is not valid Unicode: lone surrogate at index {exc.start}") from exc
     return question
+
+
+# Greedy decoding for `generate`; the sampling knobs are unset so transformers does not warn about them.
+GREEDY: dict[str, Any] = {"do_sample": False, "temperature": None, "top_p": None, "top_k": None}
 
 
 def left_pad(prompts: Sequence[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -110,7 +114,7 @@ class Generator:
         if config.do_sample:
             kwargs.update(temperature=config.temperature, top_p=config.top_p)
         else:
-            kwargs.update(temperature=None, top_p=None, top_k=None)
+            kwargs.update(GREEDY)
         return kwargs
 
     def adapter_context(self, adapters: Sequence[DocumentAdapter | None]):

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 import torch
 
-from d2l_rag.generation import chat_messages, left_pad
+from d2l_rag.generation import GREEDY, chat_messages, left_pad
 from d2l_rag.model.base import FrozenLM
 
 __all__ = ["chat_prompt_ids", "greedy_answers"]
@@ -40,10 +40,7 @@ def greedy_answers(lm: FrozenLM, prompts: Sequence[list[int]], max_new_tokens: i
             input_ids=ids.to(lm.device),
             attention_mask=mask.to(lm.device),
             max_new_tokens=max_new_tokens,
-            do_sample=False,
-            temperature=None,
-            top_p=None,
-            top_k=None,
+            **GREEDY,
             pad_token_id=pad,
         )
         for j, i in enumerate(rows):
