@@ -206,7 +206,10 @@ class Trainer:
             if torch.cuda.is_available():
                 record["gpu_peak_gb"] = torch.cuda.max_memory_allocated() / 1e9
             history.append(record)
-            out_of_time = cfg.time_limit_s is not None and record["elapsed_s"] >= cfg.time_limit_s
+            out_of_time = False
+            if cfg.time_limit_s is not None:  # every process must stop at the same step, so they agree on it
+                late = torch.tensor(float(record["elapsed_s"] >= cfg.time_limit_s), device=acc.device)
+                out_of_time = acc.reduce(late, reduction="sum").item() > 0
             final = self.step == cfg.steps or out_of_time
             if self.step % cfg.log_every == 0 or final:
                 if acc.is_main_process:
