@@ -36,6 +36,7 @@ def run(
     import torch
     import transformers
 
+    from d2l_rag.adapters.builder import composition_limit
     from d2l_rag.default_checkpoint import find_checkpoint
     from d2l_rag.model import load_base_model, load_checkpoint
     from d2l_rag.training.evaluate import facts_eval, niah_eval
@@ -51,7 +52,6 @@ def run(
         facts = facts_eval(
             lm, hypernet, facts_lengths, facts_n, modes=MODES, batch_size=batch_size, max_chunks=max_chunks
         )
-    composed = hypernet.config.max_composed_chunks if max_chunks is None else max_chunks or None
     return {
         "niah": niah,
         "facts": facts,
@@ -61,7 +61,7 @@ def run(
             "facts_lengths": facts_lengths,
             "facts_n": facts_n,
             "chunk_tokens": hypernet.config.hypernet.chunk_tokens,
-            "max_composed_chunks": composed,
+            "max_composed_chunks": composition_limit(hypernet, max_chunks),
             "context_window": lm.context_window,
         },
         "checkpoint": {"path": str(found), "id": hypernet.id, "training_step": hypernet.config.training.get("step")},

@@ -1,7 +1,7 @@
 """The README demo: internalize the bundled sample documents, then answer questions with the adapter and in context.
 
 Samples ship inside the package (`d2l_rag/samples/`): real texts (the Gettysburg Address, an excerpt of Python's
-own reference manual), a fictional staff handbook whose facts no model can know, and a 3,000-token haystack
+own reference manual), a fictional staff handbook whose facts no model can know, and a 3,800-token haystack
 with one magic number (what the shipped checkpoint internalizes best). Each question is answered
 twice, side by side: with the document's adapter only (no text in the prompt) and with the document in the prompt.
 Without a checkpoint for the base model there are no adapters; the demo says so and shows the in-context answers.

@@ -20,7 +20,7 @@ def test_samples_ship_with_the_package() -> None:
     assert {s.kind for s in samples} == {"real", "fictional", "needle"}
     assert len({s.doc_id for s in samples}) == 4
     for sample in samples:
-        assert len(sample.text) > 300 and sample.questions
+        assert len(sample.text) > 300 and len(sample.questions) >= (1 if sample.kind == "needle" else 2)
     handbook = next(s for s in samples if s.kind == "fictional")
     assert "heron-4471" in handbook.text  # a fact no model can know
     python_docs = next(s for s in samples if s.doc_id == "python-pass-while")

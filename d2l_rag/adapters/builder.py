@@ -16,9 +16,17 @@ from d2l_rag.model.checkpoint import LoadedHypernetwork
 from d2l_rag.model.chunking import chunk_ids, tokenize_document
 from d2l_rag.model.encoder import encode_chunks, pad_chunks
 
-__all__ = ["AdapterBuilder"]
+__all__ = ["AdapterBuilder", "composition_limit"]
 
 ProgressCallback = Callable[[int, int], None]  # (chunks done, chunks total)
+
+
+def composition_limit(hypernet: LoadedHypernetwork, max_chunks: int | None) -> int | None:
+    """The chunks a document's adapter keeps at most (None = all): `max_chunks`, or the checkpoint's measured
+    limit when it is None; 0 means every chunk."""
+    if max_chunks is not None and max_chunks < 0:
+        raise ValueError(f"max_chunks must be >= 0 or None, got {max_chunks}")
+    return hypernet.config.max_composed_chunks if max_chunks is None else max_chunks or None
 
 
 class AdapterBuilder:
@@ -34,13 +42,11 @@ class AdapterBuilder:
     ) -> None:
         """`max_chunks`: chunks a document's adapter composes at most, keeping the most salient ones
         (`d2l_rag.adapters.salience`); None = the checkpoint's measured limit, 0 = every chunk."""
-        if max_chunks is not None and max_chunks < 0:
-            raise ValueError(f"max_chunks must be >= 0 or None, got {max_chunks}")
         self.lm = lm
         self.hypernet = hypernet
         self.chunk_tokens = chunk_tokens or hypernet.config.hypernet.chunk_tokens
         self.batch_chunks = batch_chunks
-        self.max_chunks = hypernet.config.max_composed_chunks if max_chunks is None else max_chunks or None
+        self.max_chunks = composition_limit(hypernet, max_chunks)
 
     def chunks(self, text: str) -> list[list[int]]:
         return chunk_ids(tokenize_document(self.lm.tokenizer, text), self.chunk_tokens)

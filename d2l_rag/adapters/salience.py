@@ -25,9 +25,7 @@ def chunk_delta_norms(adapter: DocumentAdapter, chunk_rank: int) -> torch.Tensor
 
     Exact and cheap: ||B A||^2 = sum((B^T B) * (A A^T)), two r x r Gram matrices per layer.
     """
-    if chunk_rank <= 0 or adapter.rank % chunk_rank:
-        raise InvalidInputError(f"adapter rank {adapter.rank} is not a multiple of the chunk rank {chunk_rank}")
-    n = adapter.rank // chunk_rank
+    n = _chunk_count(adapter, chunk_rank)
     total = torch.zeros(n)
     for a, b in adapter.weights.values():  # (L, n*r, d_in), (L, d_out, n*r)
         a = a.float().reshape(a.shape[0], n, chunk_rank, a.shape[2])  # (L, n, r, d_in)
@@ -42,9 +40,9 @@ def keep_salient_chunks(adapter: DocumentAdapter, keep: int, chunk_rank: int) ->
     """The adapter of the `keep` chunks with the largest deltas, in document order (unchanged if it has fewer)."""
     if keep <= 0:
         raise InvalidInputError(f"keep must be > 0, got {keep}")
-    norms = chunk_delta_norms(adapter, chunk_rank)
-    if len(norms) <= keep:
+    if _chunk_count(adapter, chunk_rank) <= keep:  # short documents, the common case: no norms to compute
         return adapter
+    norms = chunk_delta_norms(adapter, chunk_rank)
     kept = norms.topk(keep).indices.sort().values
     columns = (kept[:, None] * chunk_rank + torch.arange(chunk_rank)).reshape(-1)
     weights = {}
@@ -53,3 +51,9 @@ def keep_salient_chunks(adapter: DocumentAdapter, keep: int, chunk_rank: int) ->
         weights[name] = (a.index_select(1, index), b.index_select(2, index))
     metadata = {**adapter.metadata, "chunks_composed": f"{keep} of {len(norms)}"}
     return replace(adapter, weights=weights, metadata=metadata)
+
+
+def _chunk_count(adapter: DocumentAdapter, chunk_rank: int) -> int:
+    if chunk_rank <= 0 or adapter.rank % chunk_rank:
+        raise InvalidInputError(f"adapter rank {adapter.rank} is not a multiple of the chunk rank {chunk_rank}")
+    return adapter.rank // chunk_rank
