@@ -2,7 +2,9 @@
 
 `python -m benchmarks.readme_table [--results PATH ...] [--readme README.md]` rewrites only the lines between
 `<!-- bench-table -->` and `<!-- /bench-table -->`, so the numbers in the README are never typed by hand. By default
-it uses the newest results.json under benchmarks/results/ (by its timestamp), preferring real profiles to `tiny`.
+it uses the newest results.json under benchmarks/results/ (by its timestamp), preferring real profiles to `tiny`,
+and adds the target rows of the newest report of every other real profile (targets such as per-question latency are
+stated for one device, so a GPU report does not replace the CPU one's).
 """
 
 from __future__ import annotations
@@ -14,22 +16,49 @@ from typing import Any
 
 from benchmarks.report import METHOD_LABELS
 
-__all__ = ["END", "START", "latest_results", "render_table", "update_readme"]
+__all__ = ["END", "START", "latest_by_profile", "latest_results", "render_table", "render_targets", "update_readme"]
 
 START, END = "<!-- bench-table -->", "<!-- /bench-table -->"
 RESULTS_DIR = Path(__file__).parent / "results"
 
 
-def latest_results(results_dir: Path = RESULTS_DIR) -> Path:
-    found = sorted(results_dir.glob("*/results.json"))
+def _found(results_dir: Path) -> dict[Path, dict[str, Any]]:
+    found = {path: json.loads(path.read_text()) for path in sorted(results_dir.glob("*/results.json"))}
     if not found:
         raise FileNotFoundError(f"no results.json under {results_dir}: run `python -m benchmarks.run` first")
+    return found
 
-    def key(path: Path) -> tuple[bool, str]:
-        data = json.loads(path.read_text())
-        return data["profile"]["name"] != "tiny", data["environment"]["timestamp"]
 
-    return max(found, key=key)
+def latest_results(results_dir: Path = RESULTS_DIR) -> Path:
+    found = _found(results_dir)
+    return max(found, key=lambda p: (found[p]["profile"]["name"] != "tiny", found[p]["environment"]["timestamp"]))
+
+
+def latest_by_profile(results_dir: Path = RESULTS_DIR) -> dict[str, Path]:
+    """The newest results.json of each profile."""
+    newest: dict[str, Path] = {}
+    for path, data in sorted(_found(results_dir).items(), key=lambda item: item[1]["environment"]["timestamp"]):
+        newest[data["profile"]["name"]] = path
+    return newest
+
+
+def _device(env: dict[str, Any]) -> str:
+    return env["gpu"] if env.get("gpu") else f"CPU ({env['cpu_count']} cores)"
+
+
+def _targets(results: dict[str, Any]) -> list[str]:
+    lines = ["| target | status | measured |", "|---|---|---|"]
+    return lines + [f"| {t['goal']} | {t['status']} | {t['measured']} |" for t in results.get("targets", [])]
+
+
+def render_targets(results: dict[str, Any], source: str) -> str:
+    """The target rows of a second report (another device), under a line naming it."""
+    env = results["environment"]
+    head = (
+        f"Targets in the latest `{results['profile']['name']}` report, on {_device(env)}, {env['timestamp'][:10]} "
+        f"([{source}]({source})):"
+    )
+    return "\n".join([head, "", *_targets(results)])
 
 
 def _em(summary: dict[str, Any] | None) -> str:
@@ -38,10 +67,11 @@ def _em(summary: dict[str, Any] | None) -> str:
 
 def render_table(results: dict[str, Any], source: str) -> str:
     env, acc = results["environment"], results.get("accuracy", {})
-    device = env["gpu"] if env.get("gpu") else f"CPU ({env['cpu_count']} cores)"
+    device = _device(env)
     lines = [
         f"Measured by `python -m benchmarks.run --profile {results['profile']['name']}` on {device}, "
-        f"{env['timestamp'][:10]}; base model {results['model']['name']}, checkpoint "
+        f"{env['timestamp'][:10]}; base model {results['model']['name']} (fingerprint "
+        f"`{results['model']['fingerprint']}`), checkpoint "
         f"`{results['model']['checkpoint_id']}`. Full report: [{source}]({source}).",
         "",
         "| method | EM, held-out facts | EM, real texts | update per document (s) | answer (s) |",
@@ -63,8 +93,7 @@ def render_table(results: dict[str, Any], source: str) -> str:
             f"| {label} | {cells[0]} | {cells[1]} | "
             f"{'-' if update is None else f'{update:.2f}'} | {'-' if answer is None else f'{answer:.2f}'} |"
         )
-    lines += ["", "| target | status | measured |", "|---|---|---|"]
-    lines += [f"| {t['goal']} | {t['status']} | {t['measured']} |" for t in results.get("targets", [])]
+    lines += ["", *_targets(results)]
     if any(m == "standard_cd" for m in methods):
         lines += [
             "",
@@ -90,12 +119,20 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     path = args.results or latest_results()
     results = json.loads(path.read_text())
-    report = path.parent / "REPORT.md"
-    try:
-        source = report.resolve().relative_to(args.readme.resolve().parent).as_posix()
-    except ValueError:
-        source = str(report)
-    update_readme(args.readme, render_table(results, source))
+
+    def source(results_path: Path) -> str:
+        report = results_path.parent / "REPORT.md"
+        try:
+            return report.resolve().relative_to(args.readme.resolve().parent).as_posix()
+        except ValueError:
+            return str(report)
+
+    parts = [render_table(results, source(path))]
+    if args.results is None:
+        for name, other in latest_by_profile().items():
+            if name not in ("tiny", results["profile"]["name"]):
+                parts.append(render_targets(json.loads(other.read_text()), source(other)))
+    update_readme(args.readme, "\n\n".join(parts))
     print(f"updated {args.readme} from {path}")
 
 

@@ -14,6 +14,8 @@ if [ ! -f /root/stage/model.gguf ] && [ -f /root/stage/model.sha256 ]; then
   cat /root/stage/gguf.part.* > /root/stage/joined.gguf
   if [ "$(sha256sum /root/stage/joined.gguf | cut -d' ' -f1)" = "$(cat /root/stage/model.sha256)" ]; then
     mv /root/stage/joined.gguf /root/stage/model.gguf
+    # reports name the model by its file name: give it the package's own name as well
+    ln -sf model.gguf /root/stage/SmolLM2-135M-Instruct.Q4_1.gguf
   else
     rm -f /root/stage/joined.gguf
   fi

@@ -14,7 +14,15 @@ from benchmarks.datasets import real_text_qa
 from benchmarks.footprint import adapter_bytes, kv_cache_bytes
 from benchmarks.metrics import exact_match, normalize_answer, strict_match, token_f1
 from benchmarks.profiles import PROFILES
-from benchmarks.readme_table import END, START, render_table, update_readme
+from benchmarks.readme_table import (
+    END,
+    START,
+    latest_by_profile,
+    latest_results,
+    render_table,
+    render_targets,
+    update_readme,
+)
 from benchmarks.targets import evaluate_targets
 
 METHODS = {"d2l", "in_context", "rag", "no_document", "standard_cd"}
@@ -110,6 +118,28 @@ def test_readme_table_is_rendered_from_results(tiny_run: tuple[Path, dict], tmp_
     readme.write_text("no markers")
     with pytest.raises(ValueError, match="bench-table"):
         update_readme(readme, table)
+
+
+def test_readme_adds_the_targets_of_the_newest_report_of_each_other_profile(tmp_path: Path) -> None:
+    def results(profile: str, stamp: str, measured: str) -> dict:
+        target = {"goal": "adapter <= 1/20 of the KV cache", "status": "met", "measured": measured}
+        env = {"timestamp": stamp, "gpu": None, "cpu_count": 2}
+        return {"profile": {"name": profile}, "environment": env, "targets": [target]}
+
+    runs = {
+        "cpu_old": ("cpu", "2026-01-01", "1/10"),
+        "cpu": ("cpu", "2026-02-01", "1/23"),
+        "gpu": ("gpu", "2026-03-01", "1/30"),
+    }
+    for folder, args in runs.items():
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "results.json").write_text(json.dumps(results(*args)))
+    newest = latest_by_profile(tmp_path)
+    assert newest == {"cpu": tmp_path / "cpu" / "results.json", "gpu": tmp_path / "gpu" / "results.json"}
+    assert latest_results(tmp_path) == tmp_path / "gpu" / "results.json"
+    text = render_targets(json.loads(newest["cpu"].read_text()), "benchmarks/results/cpu/REPORT.md")
+    assert text.startswith("Targets in the latest `cpu` report, on CPU (2 cores), 2026-02-01")
+    assert "| adapter <= 1/20 of the KV cache | met | 1/23 |" in text and "1/10" not in text
 
 
 def test_plots_are_skipped_with_a_note_without_matplotlib(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
