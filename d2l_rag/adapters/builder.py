@@ -55,16 +55,30 @@ class AdapterBuilder:
     def encode_chunks(self, chunks: list[list[int]], progress: ProgressCallback | None = None) -> DocumentAdapter:
         """One adapter holding the LoRAs of `chunks`, in order (rank = len(chunks) * r)."""
         net = self.hypernet.network
-        pieces = []
-        for start in range(0, len(chunks), self.batch_chunks):
-            batch = chunks[start : start + self.batch_chunks]
+        pieces, done = [], 0
+        for batch in self._batches(chunks):
             ids, mask = pad_chunks(batch, self.lm.tokenizer.pad_token_id, self.lm.device)
             loras = net(encode_chunks(self.lm.model, ids, mask), mask)  # {target: (n, L, r, ...)}
             pieces.append(split_chunk_loras(loras, [len(batch)])[0])
+            done += len(batch)
             if progress:
-                progress(min(start + len(batch), len(chunks)), len(chunks))
+                progress(done, len(chunks))
         adapters = [self._wrap(w, chunk_count=0) for w in pieces]
         return compose(adapters, doc_ids=()) if len(adapters) > 1 else adapters[0]
+
+    def _batches(self, chunks: list[list[int]]) -> list[list[list[int]]]:
+        """Consecutive chunks, `batch_chunks` at most a batch. On CPU a batch also holds chunks of one length only:
+        compute there grows with the padded tokens (a 17-token tail padded to 1024 would double a 1041-token
+        document's cost), while an accelerator pays per call and pads for free."""
+        split_lengths = self.lm.device.type == "cpu"
+        batches: list[list[list[int]]] = []
+        for chunk in chunks:
+            last = batches[-1] if batches else None
+            if last is None or len(last) == self.batch_chunks or (split_lengths and len(chunk) != len(last[0])):
+                batches.append([chunk])
+            else:
+                last.append(chunk)
+        return batches
 
     def encode_text(self, text: str, progress: ProgressCallback | None = None) -> DocumentAdapter:
         """The chunk LoRAs of `text` alone (no static bias): the cacheable unit, one per text part."""

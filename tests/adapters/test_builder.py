@@ -107,6 +107,24 @@ def test_batch_size_does_not_change_the_adapter(tiny_lm, builder):
         torch.testing.assert_close(one.weights[name][0], many.weights[name][0], atol=1e-5, rtol=0)
 
 
+def test_cpu_batches_hold_chunks_of_one_length(tiny_lm, builder, monkeypatch):
+    """On CPU compute grows with padded tokens, so a short tail chunk is encoded on its own, not padded."""
+    import d2l_rag.adapters.builder as builder_module
+
+    shapes: list[tuple[int, int, bool]] = []
+    pad_chunks = builder_module.pad_chunks
+
+    def spy(chunks, pad_id, device):
+        ids, mask = pad_chunks(chunks, pad_id, device)
+        shapes.append((*ids.shape, bool(mask.all())))
+        return ids, mask
+
+    monkeypatch.setattr(builder_module, "pad_chunks", spy)
+    adapter = AdapterBuilder(tiny_lm, builder.hypernet, batch_chunks=8).build(TEXT_A + TEXT_B)  # 262 tokens
+    assert adapter.chunk_count == 5
+    assert shapes == [(4, 64, True), (1, 6, True)]
+
+
 def test_progress_reports_every_batch(tiny_lm, builder):
     calls: list[tuple[int, int]] = []
     AdapterBuilder(tiny_lm, builder.hypernet, batch_chunks=2).build(
