@@ -67,6 +67,11 @@ class TrainConfig(BaseModel):
         "one, the others are composed without gradients, so 64-chunk documents fit in memory.",
     )
     encode_batch: int = Field(default=64, gt=0, description="Chunks per encoder pass for gradient-free chunks.")
+    teacher_right_only: bool = Field(
+        default=False,
+        description="Drop pool examples whose teacher answer misses the reference (needle, facts), so the student "
+        "is not distilled the teacher's mistakes; negatives and prose questions have no reference and stay.",
+    )
     time_limit_s: float | None = Field(
         default=None, gt=0, description="Stop, evaluate and save after this many seconds of training (None = off)."
     )

@@ -8,7 +8,6 @@ is `AdapterBuilder`'s: None = the checkpoint's composition limit, 0 = every chun
 from __future__ import annotations
 
 import random
-import re
 from collections.abc import Callable, Sequence
 
 from d2l_rag.adapters.builder import AdapterBuilder
@@ -20,26 +19,12 @@ from d2l_rag.training.examples import QAExample
 from d2l_rag.training.facts import make_facts_example
 from d2l_rag.training.needle import N_DEPTH_BINS, make_needle_example
 from d2l_rag.training.pool import token_counter
+from d2l_rag.training.scoring import answer_contains, magic_number_correct
 
 __all__ = ["MODES", "answer_contains", "facts_eval", "magic_number_correct", "niah_eval"]
 
 MODES = ("adapter", "in_context", "no_document")
 Scorer = Callable[[str, str], bool]
-
-
-def magic_number_correct(answer: str, expected: str) -> bool:
-    """Exact match: the first 4-digit number in the answer is the needle's."""
-    found = re.findall(r"(?<!\d)\d{4}(?!\d)", answer.replace(",", ""))
-    return bool(found) and found[0] == expected
-
-
-def answer_contains(answer: str, expected: str) -> bool:
-    """The reference answer (a name, date, number or code) appears in the answer, case and spacing ignored."""
-
-    def norm(s: str) -> str:
-        return " ".join(re.sub(r"[^\w]+", " ", s.lower()).split())
-
-    return bool(expected) and f" {norm(expected)} " in f" {norm(answer)} "
 
 
 def _score_modes(

@@ -13,9 +13,10 @@ from dataclasses import dataclass
 from d2l_rag.model.base import FrozenLM
 from d2l_rag.training.config import TrainConfig
 from d2l_rag.training.examples import QAExample
+from d2l_rag.training.scoring import answer_is_right
 from d2l_rag.training.teacher import chat_prompt_ids, greedy_answers
 
-__all__ = ["PoolItem", "build_pool", "token_counter"]
+__all__ = ["PoolItem", "build_pool", "kind_counts", "token_counter"]
 
 
 @dataclass(frozen=True)
@@ -91,10 +92,27 @@ def build_pool(lm: FrozenLM, cfg: TrainConfig, seed: int, n: int | None = None, 
     examples = _examples(lm, cfg, rng, n or cfg.pool_size, split)
     teacher_prompts = [chat_prompt_ids(lm, ex.question, ex.teacher_context) for ex in examples]
     answers = greedy_answers(lm, teacher_prompts, cfg.answer_tokens, cfg.teacher_batch)
-    kept = [(ex, tp, ans) for ex, tp, ans in zip(examples, teacher_prompts, answers, strict=True) if ans]
+    kept = [
+        (ex, tp, ans)
+        for ex, tp, ans in zip(examples, teacher_prompts, answers, strict=True)
+        if ans and (not cfg.teacher_right_only or _teacher_right(lm, ex, ans) is not False)
+    ]
     # One batched call: the fast tokenizer spreads 64k-token haystacks over all cores.
     doc_ids = lm.tokenizer([ex.document for ex, _, _ in kept], add_special_tokens=False)["input_ids"] if kept else []
     return [
         PoolItem(ex, list(ids), tp, chat_prompt_ids(lm, ex.question), ans)
         for (ex, tp, ans), ids in zip(kept, doc_ids, strict=True)
     ]
+
+
+def _teacher_right(lm: FrozenLM, example: QAExample, answer: list[int]) -> bool | None:
+    text = lm.tokenizer.decode(answer, skip_special_tokens=True)
+    return answer_is_right(example.kind, text, example.answer)
+
+
+def kind_counts(pool: list[PoolItem]) -> str:
+    """'needle 1200, facts 600, ...': what a pool holds, for the training log."""
+    counts: dict[str, int] = {}
+    for item in pool:
+        counts[item.example.kind] = counts.get(item.example.kind, 0) + 1
+    return ", ".join(f"{kind} {n}" for kind, n in sorted(counts.items()))

@@ -32,7 +32,7 @@ from d2l_rag.model.lora_apply import apply_lora
 from d2l_rag.training.chunk_sampling import choose_grad_chunks, split_into_chunks
 from d2l_rag.training.config import TrainConfig
 from d2l_rag.training.objective import answer_logits, pack_with_answers, token_kl
-from d2l_rag.training.pool import PoolItem, build_pool
+from d2l_rag.training.pool import PoolItem, build_pool, kind_counts
 
 __all__ = ["Trainer"]
 
@@ -173,7 +173,7 @@ class Trainer:
         cfg, acc = self.cfg, self.accelerator
         t0 = time.perf_counter()
         pool = pool or build_pool(self.lm, cfg, seed=cfg.seed * 1000 + acc.process_index)
-        acc.print(f"pool of {len(pool)} examples in {time.perf_counter() - t0:.1f}s")
+        acc.print(f"pool of {len(pool)} examples ({kind_counts(pool)}) in {time.perf_counter() - t0:.1f}s")
         self.out_dir.mkdir(parents=True, exist_ok=True)
         log_path = self.out_dir / "log.jsonl"
         history: list[dict[str, float]] = []

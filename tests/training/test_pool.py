@@ -39,3 +39,31 @@ def test_teacher_reads_long_haystacks_shortened_and_facts_stay_within_its_window
         if item.example.kind == "facts":
             assert item.example.teacher_document is None and len(item.doc_ids) <= 300 * 1.1
     assert max(len(i.doc_ids) for i in shortened) > 1000
+
+
+@pytest.mark.parametrize("right_only", [True, False])
+def test_teacher_right_only_drops_what_the_teacher_got_wrong(lm, monkeypatch, right_only):
+    """A teacher that answers every other example right: with the filter, only its right needle/facts answers and
+    the negatives (no reference to check) stay; without it, every example stays."""
+    import d2l_rag.training.pool as pool_module
+
+    seen: list = []
+    make_examples = pool_module._examples
+
+    def recording_examples(*args, **kwargs):
+        seen[:] = make_examples(*args, **kwargs)
+        return seen
+
+    def teacher(lm_, prompts, max_new_tokens, batch_size):
+        assert len(prompts) == len(seen)
+        texts = [f"It is {ex.answer}." if i % 2 == 0 else "I do not know." for i, ex in enumerate(seen)]
+        return [lm.tokenizer(text, add_special_tokens=False)["input_ids"] for text in texts]
+
+    monkeypatch.setattr(pool_module, "_examples", recording_examples)
+    monkeypatch.setattr(pool_module, "greedy_answers", teacher)
+    cfg = _config(mix=DataMix(needle=1, negative=1, facts=1, prose=0), teacher_right_only=right_only)
+    kept = {id(item.example) for item in build_pool(lm, cfg, seed=7)}
+    expected = {id(ex) for i, ex in enumerate(seen) if not right_only or i % 2 == 0 or ex.kind == "negative"}
+    assert kept == expected
+    assert {ex.kind for ex in seen if id(ex) not in kept} <= ({"needle", "facts"} if right_only else set())
+    assert len(kept) < len(seen) if right_only else len(kept) == len(seen)

@@ -1,0 +1,23 @@
+from __future__ import annotations
+
+import pytest
+
+from d2l_rag.training.scoring import answer_is_right
+
+
+@pytest.mark.parametrize(
+    ("kind", "answer", "expected", "right"),
+    [
+        ("needle", "The special magic number is 4821.", "4821", True),
+        ("needle", "It is 1234, not 4821.", "4821", False),  # the first 4-digit number counts
+        ("needle", "It is 14821.", "4821", False),  # a longer number is not the needle
+        ("needle", "The number is 4,821.", "4821", True),
+        ("facts", "Mira Oden was born in Velport.", "Velport", True),
+        ("facts", "She was born in Velportia.", "Velport", False),  # whole words only
+        ("facts", "The code is kx-4821-q.", "KX-4821-Q", True),
+        ("negative", "There is no magic number.", "", None),
+        ("prose", "Anything the teacher said.", "", None),
+    ],
+)
+def test_answer_is_right_by_kind(kind, answer, expected, right):
+    assert answer_is_right(kind, answer, expected) is right
