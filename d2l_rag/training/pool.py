@@ -97,8 +97,11 @@ def build_pool(lm: FrozenLM, cfg: TrainConfig, seed: int, n: int | None = None, 
         for ex, tp, ans in zip(examples, teacher_prompts, answers, strict=True)
         if ans and (not cfg.teacher_right_only or _teacher_right(lm, ex, ans) is not False)
     ]
+    if not kept:
+        right = " right" if cfg.teacher_right_only else ""
+        raise ValueError(f"empty pool: the teacher answered none of the {len(examples)} examples{right}")
     # One batched call: the fast tokenizer spreads 64k-token haystacks over all cores.
-    doc_ids = lm.tokenizer([ex.document for ex, _, _ in kept], add_special_tokens=False)["input_ids"] if kept else []
+    doc_ids = lm.tokenizer([ex.document for ex, _, _ in kept], add_special_tokens=False)["input_ids"]
     return [
         PoolItem(ex, list(ids), tp, chat_prompt_ids(lm, ex.question), ans)
         for (ex, tp, ans), ids in zip(kept, doc_ids, strict=True)

@@ -67,3 +67,10 @@ def test_teacher_right_only_drops_what_the_teacher_got_wrong(lm, monkeypatch, ri
     assert kept == expected
     assert {ex.kind for ex in seen if id(ex) not in kept} <= ({"needle", "facts"} if right_only else set())
     assert len(kept) < len(seen) if right_only else len(kept) == len(seen)
+
+
+def test_a_pool_the_teacher_got_all_wrong_is_an_error(lm):
+    """The random tiny teacher answers no fact right: the filter leaves nothing, which must not train silently."""
+    cfg = _config(pool_size=6, mix=DataMix(needle=0, negative=0, facts=1, prose=0), teacher_right_only=True)
+    with pytest.raises(ValueError, match="empty pool: the teacher answered none of the 6 examples right"):
+        build_pool(lm, cfg, seed=8)
