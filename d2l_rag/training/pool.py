@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import random
+from collections import Counter
 from dataclasses import dataclass
 
 from d2l_rag.model.base import FrozenLM
@@ -115,7 +116,5 @@ def _teacher_right(lm: FrozenLM, example: QAExample, answer: list[int]) -> bool 
 
 def kind_counts(pool: list[PoolItem]) -> str:
     """'needle 1200, facts 600, ...': what a pool holds, for the training log."""
-    counts: dict[str, int] = {}
-    for item in pool:
-        counts[item.example.kind] = counts.get(item.example.kind, 0) + 1
+    counts = Counter(item.example.kind for item in pool)
     return ", ".join(f"{kind} {n}" for kind, n in sorted(counts.items()))
