@@ -271,18 +271,22 @@ def demo(
 
 @app.command()
 def train(
+    ctx: typer.Context,
     config: Annotated[Path, typer.Option("--config", help="JSON file with TrainConfig fields.")],
     steps: Annotated[int | None, typer.Option(help="Override steps.")] = None,
     out: Annotated[Path | None, typer.Option(help="Override out_dir.")] = None,
     init: Annotated[str | None, typer.Option(help="Override init_checkpoint.")] = None,
 ) -> None:
-    """Train a hypernetwork (same as `python -m d2l_rag.training`; works under `accelerate launch`)."""
+    """Train a hypernetwork (same as `python -m d2l_rag.training`; works under `accelerate launch`).
+
+    The global --model replaces the config's base model, so one recipe trains wherever the model file lives."""
     from d2l_rag.training.__main__ import main as train_main
 
     if not config.is_file():
         raise InvalidInputError(f"training config {config} does not exist")
     argv = [str(config)]
-    for flag, value in (("--steps", steps), ("--out", out), ("--init", init)):
+    base_model = ctx.obj.model if ctx.obj else None
+    for flag, value in (("--steps", steps), ("--out", out), ("--init", init), ("--base-model", base_model)):
         if value is not None:
             argv += [flag, str(value)]
     train_main(argv)

@@ -4,17 +4,19 @@
 # The chain starts once per RUN_DIR on a machine; running the same command again only polls.
 # Usage: [INIT=CKPT_DIR] [BEFORE="command"] [AFTER="command"] bash scripts/device_train.sh RUN_DIR CONFIG1.json ...
 # BEFORE runs before the first stage, AFTER once the stages finish (e.g. benchmarks writing to $RUN_DIR/bench,
-# copied out as one bench.tgz: $OUT takes 8 files at most).
+# copied out as one bench.tgz: $OUT takes 8 files at most). The configs name the embedded model (null); the stages
+# train on BASE_MODEL instead, by default the GGUF that device_setup.sh assembled.
 set -u
 source scripts/device_setup.sh >/dev/null
 run=$1; shift
+base=${BASE_MODEL:-/root/stage/model.gguf}
 mkdir -p "$run"
 if [ ! -f "$run/started" ]; then
   touch "$run/started"
   script="set -u; ${BEFORE:-true} >> $run/stdout.log 2>&1; prev=\${INIT:-}; i=0"
   for config in "$@"; do
     script+="; i=\$((i+1)); stage=$run/stage\$i"
-    script+="; if [ ! -f \$stage/done ]; then python3 -m d2l_rag.training $config --out \$stage"
+    script+="; if [ ! -f \$stage/done ]; then python3 -m d2l_rag.training $config --out \$stage --base-model $base"
     script+=" \${prev:+--init \$prev} >> $run/stdout.log 2>&1 && touch \$stage/done || { touch $run/done; exit 1; }; fi; prev=\$stage/checkpoint"
   done
   script+="; ${AFTER:-true} >> $run/stdout.log 2>&1"

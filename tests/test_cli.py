@@ -78,6 +78,10 @@ def test_train_delegates_to_the_training_entry_point(monkeypatch, no_model, tmp_
     result = invoke("train", "--config", str(config), "--steps", "7", "--out", str(tmp_path / "run"), cache=tmp_path)
     assert result.exit_code == 0, result.output
     assert seen == [[str(config), "--steps", "7", "--out", str(tmp_path / "run")]]
+    model = str(tmp_path / "base.gguf")  # the global --model trains on another copy of the base model
+    result = invoke("--model", model, "train", "--config", str(config), cache=tmp_path)
+    assert result.exit_code == 0, result.output
+    assert seen[-1] == [str(config), "--base-model", model]
 
 
 @pytest.mark.real_model

@@ -1,0 +1,63 @@
+"""Draw docs/training_loss.png: the logged KL of every stage the shipped checkpoint went through, chained.
+
+The stages and their step counts come from the checkpoint's own `training.lineage`, so the plot cannot disagree
+with what was shipped. Usage: `python scripts/plot_training_loss.py [CHECKPOINT_DIR] [--out PNG]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_CHECKPOINT = ROOT / "d2l_rag" / "checkpoints" / "smollm2-135m-instruct"
+
+
+def stage_curves(checkpoint: Path, logs: Path) -> list[tuple[str, list[int], list[float]]]:
+    """(label, chained steps, loss) per stage in the checkpoint's lineage, cut at the steps it kept."""
+    lineage = json.loads((checkpoint / "config.json").read_text())["training"]["lineage"]
+    curves, offset = [], 0
+    for stage in lineage:
+        log = logs / f"stage_{stage['stage']}.jsonl"
+        if not log.is_file():
+            raise FileNotFoundError(f"no training log for stage {stage['stage']!r}: expected {log}")
+        rows = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+        rows = [r for r in rows if "loss" in r and r["step"] <= stage["steps"]]
+        cfg = json.loads((ROOT / stage["config"]).read_text())
+        label = (
+            f"{stage['stage']}: {cfg['min_doc_tokens']}-{cfg['max_doc_tokens']} tokens, "
+            f"<= {cfg['max_chunks']} chunks, batch {cfg['batch_size']}"
+        )
+        curves.append((label, [offset + r["step"] for r in rows], [r["loss"] for r in rows]))
+        offset += stage["steps"]
+    return curves
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("checkpoint", type=Path, nargs="?", default=DEFAULT_CHECKPOINT)
+    parser.add_argument("--logs", type=Path, default=ROOT / "docs" / "training_logs")
+    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "training_loss.png")
+    args = parser.parse_args(argv)
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(9, 3.8))
+    for label, steps, loss in stage_curves(args.checkpoint, args.logs):
+        ax.plot(steps, loss, marker=".", label=label)
+    ax.set_xlabel("optimizer step (stages chained)")
+    ax.set_ylabel("KL on answer tokens")
+    ax.set_title("SmolLM2-135M hypernetwork: training loss (logged every 20 steps)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(args.out, dpi=110)
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
