@@ -51,12 +51,15 @@ def _targets(results: dict[str, Any]) -> list[str]:
     return lines + [f"| {t['goal']} | {t['status']} | {t['measured']} |" for t in results.get("targets", [])]
 
 
-def render_targets(results: dict[str, Any], source: str) -> str:
-    """The target rows of a second report (another device), under a line naming it."""
+def render_targets(results: dict[str, Any], source: str, checkpoint_above: str | None = None) -> str:
+    """The target rows of a second report (another device), under a line naming it, and naming its checkpoint
+    when it is not the one of the table above (a report is not re-run on every device each time one ships)."""
     env = results["environment"]
+    checkpoint = results["model"]["checkpoint_id"]
+    other = f", checkpoint `{checkpoint}` (not the one above)" if checkpoint != checkpoint_above else ""
     head = (
-        f"Targets in the latest `{results['profile']['name']}` report, on {_device(env)}, {env['timestamp'][:10]} "
-        f"([{source}]({source})):"
+        f"Targets in the latest `{results['profile']['name']}` report, on {_device(env)}, {env['timestamp'][:10]}"
+        f"{other} ([{source}]({source})):"
     )
     return "\n".join([head, "", *_targets(results)])
 
@@ -131,7 +134,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.results is None:
         for name, other in latest_by_profile().items():
             if name not in ("tiny", results["profile"]["name"]):
-                parts.append(render_targets(json.loads(other.read_text()), source(other)))
+                other_results = json.loads(other.read_text())
+                parts.append(render_targets(other_results, source(other), results["model"]["checkpoint_id"]))
     update_readme(args.readme, "\n\n".join(parts))
     print(f"updated {args.readme} from {path}")
 

@@ -124,7 +124,8 @@ def test_readme_adds_the_targets_of_the_newest_report_of_each_other_profile(tmp_
     def results(profile: str, stamp: str, measured: str) -> dict:
         target = {"goal": "adapter <= 1/20 of the KV cache", "status": "met", "measured": measured}
         env = {"timestamp": stamp, "gpu": None, "cpu_count": 2}
-        return {"profile": {"name": profile}, "environment": env, "targets": [target]}
+        model = {"checkpoint_id": f"ckpt-{stamp}"}
+        return {"profile": {"name": profile}, "environment": env, "model": model, "targets": [target]}
 
     runs = {
         "cpu_old": ("cpu", "2026-01-01", "1/10"),
@@ -140,6 +141,10 @@ def test_readme_adds_the_targets_of_the_newest_report_of_each_other_profile(tmp_
     text = render_targets(json.loads(newest["cpu"].read_text()), "benchmarks/results/cpu/REPORT.md")
     assert text.startswith("Targets in the latest `cpu` report, on CPU (2 cores), 2026-02-01")
     assert "| adapter <= 1/20 of the KV cache | met | 1/23 |" in text and "1/10" not in text
+    assert "not the one above" in text  # no checkpoint named: this report's own cannot be assumed to be it
+    checkpoint = json.loads(newest["cpu"].read_text())["model"]["checkpoint_id"]
+    same = render_targets(json.loads(newest["cpu"].read_text()), "REPORT.md", checkpoint)
+    assert "not the one above" not in same and same.startswith("Targets in the latest `cpu` report, on CPU (2 cores)")
 
 
 def test_plots_are_skipped_with_a_note_without_matplotlib(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
