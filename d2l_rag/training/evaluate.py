@@ -78,6 +78,7 @@ def _eval_by_length(
     lengths: Sequence[int],
     make_examples: Callable[[random.Random, int], list[QAExample]],
     score: Scorer,
+    *,
     seed: int,
     modes: Sequence[str],
     batch_size: int,
@@ -127,12 +128,12 @@ def niah_eval(
         lengths,
         needles,
         magic_number_correct,
-        seed,
-        modes,
-        batch_size,
-        max_new_tokens,
-        chunk_tokens,
-        max_chunks,
+        seed=seed,
+        modes=modes,
+        batch_size=batch_size,
+        max_new_tokens=max_new_tokens,
+        chunk_tokens=chunk_tokens,
+        max_chunks=max_chunks,
     )
 
 
@@ -155,5 +156,15 @@ def facts_eval(
         return [make_facts_example(rng, length, count, "heldout", rng.randint(1, 4)) for _ in range(n_per_length)]
 
     return _eval_by_length(
-        lm, hypernet, lengths, facts, answer_contains, seed, modes, batch_size, max_new_tokens, chunk_tokens, max_chunks
+        lm,
+        hypernet,
+        lengths,
+        facts,
+        answer_contains,
+        seed=seed,
+        modes=modes,
+        batch_size=batch_size,
+        max_new_tokens=max_new_tokens,
+        chunk_tokens=chunk_tokens,
+        max_chunks=max_chunks,
     )
