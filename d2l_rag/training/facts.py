@@ -123,22 +123,18 @@ def _birth(n: _Namer, r: random.Random) -> Fact:
 
 def _mountain(n: _Namer, r: random.Random) -> Fact:
     peak, height = n.word(), f"{r.randrange(800, 8_800):,}"
-    qs = (
-        (f"How high is Mount {peak}?", f"{height} metres"),
-        (f"What is the height of Mount {peak}?", f"{height} metres"),
-    )
-    qs += ((f"How many metres above sea level does Mount {peak} rise?", height),)
-    return Fact("mountain", f"Mount {peak} rises {height} metres above sea level.", qs, (peak,))
+    # the reference is the number: the question names the quantity, and "6,080 meters" is as right as "metres"
+    qs = (f"How high is Mount {peak}?", f"What is the height of Mount {peak}?")
+    qs += (f"How many metres above sea level does Mount {peak} rise?",)
+    sentence = f"Mount {peak} rises {height} metres above sea level."
+    return Fact("mountain", sentence, tuple((q, height) for q in qs), (peak,))
 
 
 def _river(n: _Namer, r: random.Random) -> Fact:
     river, km = n.word(), f"{r.randrange(40, 4_000):,}"
-    qs = (
-        (f"How long is the {river} River?", f"{km} kilometres"),
-        (f"What is the length of the {river} River?", f"{km} kilometres"),
-    )
-    qs += ((f"How many kilometres long is the {river} River?", km),)
-    return Fact("river", f"The {river} River is {km} kilometres long.", qs, (river,))
+    qs = (f"How long is the {river} River?", f"What is the length of the {river} River?")
+    qs += (f"How many kilometres long is the {river} River?",)
+    return Fact("river", f"The {river} River is {km} kilometres long.", tuple((q, km) for q in qs), (river,))
 
 
 def _capital(n: _Namer, r: random.Random) -> Fact:

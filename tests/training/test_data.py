@@ -12,6 +12,7 @@ from d2l_rag.training.facts import FACT_TYPES, facts_dataset, make_fact, make_fa
 from d2l_rag.training.needle import FILLER, QUESTION, make_needle_example, needle_dataset, number_split
 from d2l_rag.training.prose import _passages_by_source, prose_passages, prose_text, source_split
 from d2l_rag.training.prose_questions import PROMPTS, generate_prose_questions, parse_question
+from d2l_rag.training.scoring import answer_contains
 
 
 def words(text: str) -> int:
@@ -112,6 +113,19 @@ def test_every_question_of_a_fact_names_its_entity_and_has_a_literal_answer(kind
             assert answer and answer in fact.sentence and answer not in question
             assert question.endswith("?") and any(name in question for name in fact.names)
         assert all(name in fact.sentence for name in fact.names)
+
+
+@pytest.mark.parametrize(("kind", "unit"), [("mountain", "metres"), ("river", "kilometres")])
+def test_a_quantity_is_right_in_either_spelling_of_its_unit(kind, unit):
+    """The reference is the number: '6,080 meters' answers 'How high is Mount X?' as well as '6,080 metres'."""
+    for seed in range(10):
+        fact = make_fact(random.Random(seed), kind)
+        number = re.search(r"[\d,]+(?= " + unit + ")", fact.sentence).group()
+        for _, answer in fact.questions:
+            assert answer == number
+            american = unit.replace("metres", "meters")
+            assert answer_contains(f"It is {number} {american} long.", answer)
+            assert not answer_contains(f"It is 1{number} {unit}.", answer)
 
 
 @pytest.mark.parametrize("count", COUNTERS)
