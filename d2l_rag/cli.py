@@ -285,8 +285,8 @@ def train(
     if not config.is_file():
         raise InvalidInputError(f"training config {config} does not exist")
     argv = [str(config)]
-    base_model = ctx.obj.model if ctx.obj else None
-    for flag, value in (("--steps", steps), ("--out", out), ("--init", init), ("--base-model", base_model)):
+    options: _Options = ctx.obj  # set by the app callback before any command runs
+    for flag, value in (("--steps", steps), ("--out", out), ("--init", init), ("--base-model", options.model)):
         if value is not None:
             argv += [flag, str(value)]
     train_main(argv)
