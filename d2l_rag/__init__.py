@@ -18,9 +18,13 @@ _EXPORTS = {
     "CheckpointMismatchError": "d2l_rag.errors",
     "D2LError": "d2l_rag.errors",
     "DocumentAdapter": "d2l_rag.adapters",
+    "DocumentInfo": "d2l_rag.internalizer",
+    "DocumentInternalizer": "d2l_rag.internalizer",
     "GenerationConfig": "d2l_rag.config",
     "Generator": "d2l_rag.generation",
     "HypernetConfig": "d2l_rag.config",
+    "InternalizedAnswer": "d2l_rag.answer",
+    "InternalizerConfig": "d2l_rag.config",
     "InvalidInputError": "d2l_rag.errors",
     "ModelLoadError": "d2l_rag.errors",
     "RuntimeConfig": "d2l_rag.config",
@@ -36,7 +40,8 @@ __all__ = sorted(_EXPORTS)
 
 if TYPE_CHECKING:
     from d2l_rag.adapters import AdapterBuilder, DocumentAdapter, compose, export_peft, load_adapter, save_adapter
-    from d2l_rag.config import GenerationConfig, HypernetConfig, RuntimeConfig
+    from d2l_rag.answer import InternalizedAnswer
+    from d2l_rag.config import GenerationConfig, HypernetConfig, InternalizerConfig, RuntimeConfig
     from d2l_rag.errors import (
         AdapterMismatchError,
         CheckpointMismatchError,
@@ -46,6 +51,7 @@ if TYPE_CHECKING:
         UnknownDocumentError,
     )
     from d2l_rag.generation import Answer, Generator
+    from d2l_rag.internalizer import DocumentInfo, DocumentInternalizer
     from d2l_rag.model import load_base_model
 
 
