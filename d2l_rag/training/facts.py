@@ -222,7 +222,7 @@ def make_facts_example(
     """Prose of about `target_tokens` tokens with `n_facts` fictional facts; a question about one of them.
 
     The token counter runs on the facts, once on a sample of the prose (to learn its characters per token)
-    and once on the result (one correction if it is off by more than 5%), never in a growing loop.
+    and on the result (at most three corrections while it is off by more than 5%), never in a growing loop.
     """
     if n_facts < 1:
         raise ValueError(f"n_facts must be at least 1, got {n_facts}")
@@ -236,9 +236,14 @@ def make_facts_example(
     sample = pool[:8000]
     prose = cut_text(pool, int(budget * len(sample) / max(count_tokens(sample), 1)))
     document = _plant(prose, sentences, rng)
-    total = count_tokens(document)
-    if budget and prose and abs(total - target_tokens) > 0.05 * target_tokens:
-        prose = cut_text(pool, int(len(prose) * budget / max(total - fact_tokens, 1)))
+    for attempt in range(3):  # proportional corrections of the length
+        total = count_tokens(document)
+        if not budget or not prose or abs(total - target_tokens) <= 0.05 * target_tokens:
+            break
+        # the first cuts at a sentence end near the new length; later ones at a word, as two sentence ends that
+        # straddle the target (e.g. 252 and 293 words for 270) would otherwise alternate forever
+        chars = int(len(prose) * budget / max(total - fact_tokens, 1))
+        prose = cut_text(pool, chars, tolerance=0.05 if attempt == 0 else 0.0)
         document = _plant(prose, sentences, rng)
 
     asked = facts[0]
