@@ -4,10 +4,12 @@
     python -m benchmarks.niah --lengths 1024,2048 --n 10 --facts-n 20        # quick
     python -m benchmarks.niah --render benchmarks/results/niah_gpu/niah.json  # markdown + plot from a JSON
     python -m benchmarks.niah --max-composed-chunks 0 ...                      # compose every chunk
+    python -m benchmarks.niah --facts-split train ...                          # facts of the kind training saw
 
 Modes: the D2L adapter with the question alone, in-context (where the document fits the window) and the base model
 with no document. Exact match: the first 4-digit number of the answer is the needle's; facts: the reference answer
-appears in the answer. Needles and facts come from the held-out splits that training never sees.
+appears in the answer. Needles and facts come from the held-out splits that training never sees (facts from the
+training split with `--facts-split train`: the gap tells fitting from generalising).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ def run(
     facts_n: int,
     batch_size: int,
     max_chunks: int | None = None,
+    facts_split: str = "heldout",
 ) -> dict[str, Any]:
     import torch
     import transformers
@@ -50,7 +53,14 @@ def run(
     with torch.no_grad():
         niah = niah_eval(lm, hypernet, lengths, n, modes=MODES, batch_size=batch_size, max_chunks=max_chunks)
         facts = facts_eval(
-            lm, hypernet, facts_lengths, facts_n, modes=MODES, batch_size=batch_size, max_chunks=max_chunks
+            lm,
+            hypernet,
+            facts_lengths,
+            facts_n,
+            modes=MODES,
+            batch_size=batch_size,
+            max_chunks=max_chunks,
+            split=facts_split,
         )
     return {
         "niah": niah,
@@ -60,6 +70,7 @@ def run(
             "n_per_length": n,
             "facts_lengths": facts_lengths,
             "facts_n": facts_n,
+            "facts_split": facts_split,
             "chunk_tokens": hypernet.config.hypernet.chunk_tokens,
             "max_composed_chunks": composition_limit(hypernet, max_chunks),
             "context_window": lm.context_window,
@@ -87,6 +98,11 @@ def _composition(settings: dict[str, Any]) -> str:
     return "every chunk composed" if cap is None else f"the {cap} most salient chunks composed"
 
 
+def _facts_title(settings: dict[str, Any]) -> str:
+    split = settings.get("facts_split", "heldout")
+    return "Held-out fictional facts (answer found)" if split == "heldout" else f"Fictional facts, {split} split"
+
+
 def markdown(data: dict[str, Any]) -> str:
     lines = [
         f"# Needle in a haystack and fictional facts — {data['model']}",
@@ -99,7 +115,7 @@ def markdown(data: dict[str, Any]) -> str:
     ]
     for title, key in (
         ("Needle in a haystack (exact match)", "niah"),
-        ("Held-out fictional facts (answer found)", "facts"),
+        (_facts_title(data["settings"]), "facts"),
     ):
         table = data[key]
         lengths = sorted({int(k) for mode in table.values() for k in mode}, key=int)
@@ -120,7 +136,28 @@ def markdown(data: dict[str, Any]) -> str:
             lines.append(
                 f"| {length} | " + " | ".join(f"{depth.get(str(i), float('nan')):.2f}" for i in range(10)) + " |"
             )
+    lines += _facts_by_type(data["facts"])
     return "\n".join(lines) + "\n"
+
+
+def _facts_by_type(facts: dict[str, Any]) -> list[str]:
+    """Right answers by fact type, summed over lengths (JSON from before the count was kept has none)."""
+    counts: dict[str, dict[str, list[int]]] = {}
+    for mode, table in facts.items():
+        for result in table.values():
+            for kind, c in (result or {}).get("by_type", {}).items():
+                total = counts.setdefault(kind, {}).setdefault(mode, [0, 0])
+                total[0] += c["right"]
+                total[1] += c["n"]
+    if not counts:
+        return []
+    modes = list(facts)
+    lines = ["", "## Facts right by fact type (all lengths)", "", "| fact type | " + " | ".join(modes) + " |"]
+    lines.append("|---" * (len(modes) + 1) + "|")
+    for kind, by_mode in sorted(counts.items()):
+        cells = [f"{by_mode[m][0]}/{by_mode[m][1]}" if m in by_mode else "n/a" for m in modes]
+        lines.append(f"| {kind} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def plot(data: dict[str, Any], path: Path) -> bool:
@@ -167,6 +204,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--n", type=int, default=50, help="needle examples per length (depths cycle over 10 bins)")
     parser.add_argument("--facts-lengths", default="256,1024")
     parser.add_argument("--facts-n", type=int, default=100)
+    parser.add_argument("--facts-split", choices=("heldout", "train"), default="heldout")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument(
         "--max-composed-chunks",
@@ -189,6 +227,7 @@ def main(argv: list[str] | None = None) -> None:
         args.facts_n,
         args.batch_size,
         args.max_composed_chunks,
+        args.facts_split,
     )
     write(data, args.out)
     print(markdown(data))

@@ -15,7 +15,7 @@ from d2l_rag.config import GenerationConfig
 from d2l_rag.generation import Generator
 from d2l_rag.model.base import FrozenLM
 from d2l_rag.model.checkpoint import LoadedHypernetwork
-from d2l_rag.training.examples import QAExample
+from d2l_rag.training.examples import QAExample, Split
 from d2l_rag.training.facts import make_facts_example
 from d2l_rag.training.needle import N_DEPTH_BINS, make_needle_example
 from d2l_rag.training.pool import token_counter
@@ -48,6 +48,7 @@ def _score_modes(
             continue
         correct: list[bool] = []
         by_depth: dict[str, list[bool]] = {}
+        by_type: dict[str, list[bool]] = {}
         answers = []
         for start in range(0, len(examples), batch_size):
             batch = examples[start : start + batch_size]
@@ -63,12 +64,17 @@ def _score_modes(
                 ok = score(ans.text, ex.answer)
                 correct.append(ok)
                 by_depth.setdefault(str(min(int((ex.depth or 0) * N_DEPTH_BINS), N_DEPTH_BINS - 1)), []).append(ok)
-        out[mode] = {
+                if "fact_type" in ex.meta:
+                    by_type.setdefault(ex.meta["fact_type"], []).append(ok)
+        result: dict[str, object] = {
             "accuracy": sum(correct) / len(correct),
             "n": len(correct),
             "by_depth": {k: sum(v) / len(v) for k, v in sorted(by_depth.items(), key=lambda kv: int(kv[0]))},
             "sample_answer": answers[-1].text if answers else "",
         }
+        if by_type:  # counts, not fractions: a type drawn 6 times out of 100 needs its n read with it
+            result["by_type"] = {k: {"right": sum(v), "n": len(v)} for k, v in sorted(by_type.items())}
+        out[mode] = result
     return out
 
 
@@ -148,12 +154,17 @@ def facts_eval(
     max_new_tokens: int = 32,
     chunk_tokens: int | None = None,
     max_chunks: int | None = None,
+    split: Split = "heldout",
 ) -> dict[str, dict[str, object]]:
-    """{mode: {length: result}} on held-out fictional facts (names and codes never seen in training)."""
+    """{mode: {length: result}} on fictional facts, by default held out (names and codes never seen in training).
+
+    `split="train"` asks about facts of the kind training saw: the gap between the two tells fitting from
+    generalising. Each result also counts right answers by fact type.
+    """
     count = token_counter(lm)
 
     def facts(rng: random.Random, length: int) -> list[QAExample]:
-        return [make_facts_example(rng, length, count, "heldout", rng.randint(1, 4)) for _ in range(n_per_length)]
+        return [make_facts_example(rng, length, count, split, rng.randint(1, 4)) for _ in range(n_per_length)]
 
     return _eval_by_length(
         lm,

@@ -33,6 +33,7 @@ from d2l_rag.training.chunk_sampling import choose_grad_chunks, split_into_chunk
 from d2l_rag.training.config import TrainConfig
 from d2l_rag.training.objective import answer_logits, pack_with_answers, token_kl
 from d2l_rag.training.pool import PoolItem, build_pool, kind_counts
+from d2l_rag.training.warm_start import warm_start
 
 __all__ = ["Trainer"]
 
@@ -52,8 +53,9 @@ class Trainer:
         torch.manual_seed(cfg.seed)
         net = build_hypernetwork(self.lm, cfg.hypernet)
         if cfg.init_checkpoint:
-            loaded = load_checkpoint(cfg.init_checkpoint, self.lm).network
-            net.load_state_dict(loaded.state_dict())
+            fresh_targets = warm_start(net, load_checkpoint(cfg.init_checkpoint, self.lm).network)
+            if fresh_targets:
+                self.accelerator.print(f"from {cfg.init_checkpoint}; new targets start as no-ops: {fresh_targets}")
         net.to(device).train().requires_grad_(True)
         decay = [p for p in net.parameters() if p.dim() >= 2]  # matrices decay; norms, biases, scalers don't
         no_decay = [p for p in net.parameters() if p.dim() < 2]

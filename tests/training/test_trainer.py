@@ -92,6 +92,8 @@ def test_periodic_eval_logs_niah_and_facts_accuracy(tmp_path):
     result = trainer.evaluate(tmp_path / "log.jsonl")
     assert set(result) == {"niah", "facts"}
     assert result["niah"]["adapter"]["48"]["n"] == 2 and result["facts"]["adapter"]["48"]["n"] == 2
+    by_type = result["facts"]["adapter"]["48"]["by_type"]  # facts are counted by type, needles are not
+    assert sum(c["n"] for c in by_type.values()) == 2 and "by_type" not in result["niah"]["adapter"]["48"]
     logged = json.loads((tmp_path / "log.jsonl").read_text().splitlines()[-1])
     assert set(logged) == {"step", "eval_niah", "eval_facts"}
 

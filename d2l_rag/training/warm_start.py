@@ -1,0 +1,53 @@
+"""Starting a run from a trained hypernetwork, also one with fewer target modules (growing capacity).
+
+Every target shares the Perceiver trunk and has its own output head, gate and per-layer output scalers. So a
+network that adds a target (say `self_attn.o_proj` next to `mlp.down_proj`) can take all of a trained network's
+weights: the trunk and the old targets' parts carry over, and a new target keeps its zero output scalers, i.e.
+starts as an exact no-op. The grown network begins with the trained one's behaviour instead of from scratch.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from d2l_rag.errors import InvalidInputError
+from d2l_rag.model.hypernetwork import Hypernetwork
+
+__all__ = ["warm_start"]
+
+
+def warm_start(network: Hypernetwork, trained: Hypernetwork) -> list[str]:
+    """Copy `trained`'s weights into `network`; returns the target modules that start as no-ops.
+
+    Everything but the target list must match (rank, width, blocks...), and `trained`'s targets must be a subset
+    of `network`'s: other changes would leave weights with no counterpart, which is a new network, not a start.
+    """
+    new_cfg, old_cfg = network.config, trained.config
+    diffs = [
+        f"{field}: checkpoint {getattr(old_cfg, field)!r}, config {getattr(new_cfg, field)!r}"
+        for field in type(new_cfg).model_fields
+        if field != "target_modules" and getattr(old_cfg, field) != getattr(new_cfg, field)
+    ]
+    missing = [t for t in old_cfg.target_modules if t not in new_cfg.target_modules]
+    if missing:
+        diffs.append(f"target_modules: checkpoint targets {missing} that the config drops")
+    if (trained.num_layers, trained.hidden_size) != (network.num_layers, network.hidden_size):
+        diffs.append(
+            f"base: checkpoint for {trained.num_layers} layers x {trained.hidden_size}, "
+            f"config for {network.num_layers} x {network.hidden_size}"
+        )
+    if diffs:
+        raise InvalidInputError(
+            "the init checkpoint's hypernetwork cannot start this one (only adding target modules is allowed): "
+            + "; ".join(diffs)
+        )
+    new_rows = {name: i for i, name in enumerate(network.targets)}
+    state = network.state_dict()
+    with torch.no_grad():
+        for key, value in trained.state_dict().items():
+            if key == "out_scale":  # one row per target, in each network's own target order
+                for old_row, name in enumerate(trained.targets):
+                    state[key][new_rows[name]].copy_(value[old_row])
+            else:
+                state[key].copy_(value)
+    return [name for name in network.targets if name not in trained.targets]

@@ -1,0 +1,92 @@
+"""Growing a trained hypernetwork by a target module: old targets' LoRAs unchanged, the new one an exact no-op."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from d2l_rag.config import HypernetConfig
+from d2l_rag.errors import InvalidInputError
+from d2l_rag.model.checkpoint import build_hypernetwork, save_checkpoint
+from d2l_rag.training.config import TrainConfig
+from d2l_rag.training.trainer import Trainer
+from d2l_rag.training.warm_start import warm_start
+
+SMALL = HypernetConfig(rank=4, width=32, num_heads=4, num_blocks=1, chunk_tokens=64)
+GROWN = SMALL.model_copy(update={"target_modules": ("self_attn.o_proj", "mlp.down_proj")})
+
+
+def _trained(tiny_lm) -> torch.nn.Module:
+    """A small network whose output scalers are non-zero, so its LoRAs are not trivially zero."""
+    torch.manual_seed(0)
+    net = build_hypernetwork(tiny_lm, SMALL)
+    with torch.no_grad():
+        net.out_scale.normal_()
+    return net
+
+
+def _inputs(tiny_lm) -> tuple[torch.Tensor, torch.Tensor]:
+    torch.manual_seed(1)
+    hidden = tiny_lm.model.config.hidden_size
+    return torch.randn(tiny_lm.num_layers, 2, 16, hidden), torch.ones(2, 16)
+
+
+def test_a_grown_network_keeps_the_old_targets_and_adds_a_no_op(tiny_lm) -> None:
+    trained = _trained(tiny_lm).eval()
+    grown = build_hypernetwork(tiny_lm, GROWN).eval()
+    assert warm_start(grown, trained) == ["self_attn.o_proj"]
+    activations, mask = _inputs(tiny_lm)
+    with torch.no_grad():
+        old, new = trained(activations, mask), grown(activations, mask)
+    for got, want in zip(new["mlp.down_proj"], old["mlp.down_proj"], strict=True):
+        torch.testing.assert_close(got, want)
+    a, b = new["self_attn.o_proj"]
+    assert a.abs().sum() > 0 and torch.count_nonzero(b) == 0  # B = 0: the new target changes nothing yet
+
+
+@pytest.mark.parametrize(
+    ("update", "message"),
+    [
+        ({"rank": 8}, "rank: checkpoint 4, config 8"),
+        ({"width": 64}, "width: checkpoint 32, config 64"),
+        ({"target_modules": ("self_attn.o_proj",)}, r"checkpoint targets \['mlp.down_proj'\] that the config drops"),
+    ],
+)
+def test_a_start_that_would_drop_or_reshape_weights_is_refused(tiny_lm, update, message) -> None:
+    other = build_hypernetwork(tiny_lm, SMALL.model_copy(update=update))
+    before = {k: v.clone() for k, v in other.state_dict().items()}
+    with pytest.raises(InvalidInputError, match=message):
+        warm_start(other, _trained(tiny_lm))
+    assert all(torch.equal(before[k], v) for k, v in other.state_dict().items())  # nothing half-copied
+
+
+def test_training_grows_from_a_checkpoint_with_fewer_targets(tiny_lm, tmp_path, capsys) -> None:
+    trained = _trained(tiny_lm)
+    save_checkpoint(trained, tiny_lm, tmp_path / "small", dtype=torch.float32)
+    cfg = TrainConfig(hypernet=GROWN, init_checkpoint=str(tmp_path / "small"), out_dir=tmp_path / "grown", steps=1)
+    trainer = Trainer(cfg, lm=tiny_lm)
+    assert "new targets start as no-ops: ['self_attn.o_proj']" in capsys.readouterr().out
+    grown = trainer.accelerator.unwrap_model(trainer.net)
+    torch.testing.assert_close(grown.out_scale[1], trained.out_scale[0])  # down_proj is the grown net's 2nd target
+    assert torch.count_nonzero(grown.out_scale[0]) == 0
+    for name, value in trained.cross.state_dict().items():
+        torch.testing.assert_close(grown.cross.state_dict()[name], value)
+
+
+def test_a_grown_checkpoint_serves_both_targets(tiny_lm, tmp_path) -> None:
+    from d2l_rag import DocumentInternalizer
+
+    grown = build_hypernetwork(tiny_lm, GROWN)
+    warm_start(grown, _trained(tiny_lm))
+    with torch.no_grad():
+        grown.out_scale.normal_()  # as if trained: the new target's LoRA now changes the model too
+    checkpoint = save_checkpoint(grown, tiny_lm, tmp_path / "grown")
+    di = DocumentInternalizer(model=tiny_lm, checkpoint=checkpoint, cache_dir=tmp_path / "cache")
+    di.add("memo", "The vault code is 4417. " * 20)
+    adapter = di.adapter("memo")
+    assert set(adapter.target_modules) == {"self_attn.o_proj", "mlp.down_proj"}
+    assert all(torch.count_nonzero(adapter.weights[name][1]) for name in adapter.target_modules)
+    answer = di.ask("What is the vault code?", doc_id="memo")
+    in_context = di.ask_in_context("What is the vault code?", doc_id="memo")
+    assert answer.mode == "adapter" and answer.adapter_rank == adapter.rank
+    assert answer.prompt_tokens + 100 < in_context.prompt_tokens  # the document is not in the prompt
