@@ -6,6 +6,8 @@
 # BEFORE runs before the first stage, AFTER once the stages finish (e.g. benchmarks writing to $RUN_DIR/bench,
 # copied out as one bench.tgz: $OUT takes 8 files at most). The configs name the embedded model (null); the stages
 # train on BASE_MODEL instead, by default the GGUF that device_setup.sh assembled.
+# Two runs can share the GPU: start each with POLL_S=0 and its own TAG (files go to $OUT/$TAG), then poll the last;
+# CKPT=0 leaves the checkpoint out ($OUT holds 8 files and 64 MiB at most), to fetch one run's in a later call.
 set -u
 source scripts/device_setup.sh >/dev/null
 run=$1; shift
@@ -23,14 +25,16 @@ if [ ! -f "$run/started" ]; then
   setsid nohup bash -c "$script; touch $run/done" >/dev/null 2>&1 < /dev/null &
   sleep 5
 fi
+out=$OUT${TAG:+/$TAG}
+mkdir -p "$out"
 copy_out() {
-  cp "$run/stdout.log" "$OUT/" 2>/dev/null
-  cat "$run"/stage*/log.jsonl > "$OUT/log.jsonl" 2>/dev/null
-  [ -d "$run/bench" ] && tar czf "$OUT/bench.tgz" -C "$run" bench
+  cp "$run/stdout.log" "$out/" 2>/dev/null
+  cat "$run"/stage*/log.jsonl > "$out/log.jsonl" 2>/dev/null
+  [ -d "$run/bench" ] && tar czf "$out/bench.tgz" -C "$run" bench
   newest=$(ls -td "$run"/stage*/checkpoint 2>/dev/null | head -n 1)
-  if [ -n "$newest" ] && [ -f "$newest/hypernetwork.safetensors" ]; then
-    cp "$newest/config.json" "$OUT/ckpt_config.json"
-    split -b 15M "$newest/hypernetwork.safetensors" "$OUT/ckpt.part."
+  if [ "${CKPT:-1}" = 1 ] && [ -n "$newest" ] && [ -f "$newest/hypernetwork.safetensors" ]; then
+    cp "$newest/config.json" "$out/ckpt_config.json"
+    split -b 15M "$newest/hypernetwork.safetensors" "$out/ckpt.part."
   fi
 }
 deadline=$(( $(date +%s) + ${POLL_S:-520} ))

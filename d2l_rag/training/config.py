@@ -20,12 +20,37 @@ class DataMix(BaseModel):
     negative: float = Field(default=0.1, ge=0, description="Haystacks without the needle (answer: not there).")
     facts: float = Field(default=0.4, ge=0, description="Fictional facts planted in real prose.")
     prose: float = Field(default=0.1, ge=0, description="Questions about real prose written by the base model.")
+    asked_facts: dict[str, float] = Field(
+        default_factory=dict,
+        description="Relative weights of the asked fact's type (e.g. {'vault': 3}); types left out weigh 1, so "
+        "empty = uniform. Oversamples the types the teacher often gets wrong, as teacher_right_only drops those.",
+    )
 
     @model_validator(mode="after")
     def _some_weight(self) -> DataMix:
         if self.needle + self.negative + self.facts + self.prose <= 0:
             raise ValueError("the data mix needs at least one positive weight")
         return self
+
+    @model_validator(mode="after")
+    def _known_fact_types(self) -> DataMix:
+        from d2l_rag.training.facts import FACT_TYPES
+
+        unknown = sorted(set(self.asked_facts) - set(FACT_TYPES))
+        if unknown:
+            raise ValueError(f"asked_facts names unknown fact types {unknown}; known: {list(FACT_TYPES)}")
+        negative = sorted(kind for kind, weight in self.asked_facts.items() if weight < 0)
+        if negative:
+            raise ValueError(f"asked_facts weights must be >= 0, negative for {negative}")
+        if not any(self.fact_type_weights()):
+            raise ValueError("asked_facts gives every fact type weight 0")
+        return self
+
+    def fact_type_weights(self) -> list[float]:
+        """Weights aligned with facts.FACT_TYPES."""
+        from d2l_rag.training.facts import FACT_TYPES
+
+        return [self.asked_facts.get(kind, 1.0) for kind in FACT_TYPES]
 
 
 class TrainConfig(BaseModel):

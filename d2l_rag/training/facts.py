@@ -218,16 +218,24 @@ def make_facts_example(
     count_tokens: Callable[[str], int],
     split: Split = "train",
     n_facts: int = 1,
+    asked_kind: str | None = None,
 ) -> QAExample:
     """Prose of about `target_tokens` tokens with `n_facts` fictional facts; a question about one of them.
+
+    `asked_kind`: the type of the asked fact (None = any); the other facts are of any type.
 
     The token counter runs on the facts, once on a sample of the prose (to learn its characters per token)
     and on the result (at most three corrections while it is off by more than 5%), never in a growing loop.
     """
     if n_facts < 1:
         raise ValueError(f"n_facts must be at least 1, got {n_facts}")
+    if asked_kind is not None and asked_kind not in FACT_TYPES:
+        raise ValueError(f"asked_kind must be one of {FACT_TYPES}, got {asked_kind!r}")
     used: set[str] = set()
-    facts = [make_fact(rng, rng.choice(FACT_TYPES), split, used) for _ in range(n_facts)]
+    facts = []  # kinds drawn between facts as before, so the held-out set of every seed stays the same
+    for i in range(n_facts):
+        kind = asked_kind if i == 0 and asked_kind else rng.choice(FACT_TYPES)
+        facts.append(make_fact(rng, kind, split, used))
     sentences = [f.sentence for f in facts]
     rng.shuffle(sentences)  # the asked fact lands in a random stratum
     fact_tokens = count_tokens(" ".join(sentences))

@@ -68,9 +68,11 @@ def _examples(lm: FrozenLM, cfg: TrainConfig, rng: random.Random, n: int, split:
                 make_needle_example(rng, length, count, split=split, with_needle=needle, teacher_tokens=teacher_tokens)
             )
         elif kind == "facts":
-            from d2l_rag.training.facts import make_facts_example
+            from d2l_rag.training.facts import FACT_TYPES, make_facts_example
 
-            examples.append(make_facts_example(rng, length, count, split=split, n_facts=rng.randint(1, 4)))
+            asked = rng.choices(FACT_TYPES, weights=mix.fact_type_weights())[0] if mix.asked_facts else None
+            n_facts = rng.randint(1, 4)
+            examples.append(make_facts_example(rng, length, count, split=split, n_facts=n_facts, asked_kind=asked))
         else:
             from d2l_rag.training.prose import prose_text
 

@@ -143,6 +143,19 @@ def test_facts_example_plants_every_fact_and_respects_length(count, length):
         assert abs(count(ex.document) - length) <= 0.05 * length
 
 
+@pytest.mark.parametrize("kind", FACT_TYPES)
+def test_facts_example_asks_about_the_requested_type(kind):
+    rng = random.Random(kind)
+    for n_facts in (1, 3):
+        ex = make_facts_example(rng, 200, words, n_facts=n_facts, asked_kind=kind)
+        assert ex.meta["fact_type"] == kind and ex.answer in ex.meta["fact"]
+
+
+def test_facts_example_rejects_an_unknown_asked_type():
+    with pytest.raises(ValueError, match=r"asked_kind must be one of .* got 'volcano'"):
+        make_facts_example(random.Random(0), 200, words, asked_kind="volcano")
+
+
 def test_facts_dataset_is_deterministic_and_covers_every_fact_type():
     a = list(facts_dataset(3, 300, [150, 400], words))
     assert a == list(facts_dataset(3, 300, [150, 400], words))

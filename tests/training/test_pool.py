@@ -1,10 +1,14 @@
 from __future__ import annotations
 
+from collections import Counter
+
 import pytest
+from pydantic import ValidationError
 
 from d2l_rag.model.chunking import tokenize_document
 from d2l_rag.testing import tiny_llama
 from d2l_rag.training.config import DataMix, TrainConfig
+from d2l_rag.training.facts import FACT_TYPES
 from d2l_rag.training.pool import build_pool
 
 
@@ -74,3 +78,38 @@ def test_a_pool_the_teacher_got_all_wrong_is_an_error(lm):
     cfg = _config(pool_size=6, mix=DataMix(needle=0, negative=0, facts=1, prose=0), teacher_right_only=True)
     with pytest.raises(ValueError, match="empty pool: the teacher answered none of the 6 examples right"):
         build_pool(lm, cfg, seed=8)
+
+
+def test_asked_fact_weights_oversample_their_types(lm, monkeypatch):
+    """Weights 0 exclude a type from the questions, large weights dominate them; empty weights draw uniformly."""
+    import d2l_rag.training.pool as pool_module
+
+    seen: list = []
+    make_examples = pool_module._examples
+
+    def recording_examples(*args, **kwargs):
+        seen[:] = make_examples(*args, **kwargs)
+        return seen
+
+    monkeypatch.setattr(pool_module, "_examples", recording_examples)
+    weights = {kind: 0.0 for kind in FACT_TYPES} | {"vault": 6.0, "ship": 2.0}
+    cfg = _config(
+        pool_size=40, max_doc_tokens=300, mix=DataMix(needle=0, negative=0, facts=1, prose=0, asked_facts=weights)
+    )
+    build_pool(lm, cfg, seed=9)
+    asked = Counter(ex.meta["fact_type"] for ex in seen)
+    assert set(asked) == {"vault", "ship"} and asked["vault"] > asked["ship"] > 0
+    assert sum(asked.values()) == 40
+
+
+@pytest.mark.parametrize(
+    ("weights", "message"),
+    [
+        ({"volcano": 2.0}, r"asked_facts names unknown fact types \['volcano'\]"),
+        ({"vault": -1.0}, r"asked_facts weights must be >= 0, negative for \['vault'\]"),
+        ({kind: 0.0 for kind in FACT_TYPES}, "asked_facts gives every fact type weight 0"),
+    ],
+)
+def test_bad_asked_fact_weights_are_refused(weights, message):
+    with pytest.raises(ValidationError, match=message):
+        DataMix(asked_facts=weights)
