@@ -15,7 +15,7 @@ from d2l_rag.model.base import FrozenLM
 from d2l_rag.training.config import TrainConfig
 from d2l_rag.training.examples import QAExample
 from d2l_rag.training.scoring import answer_is_right
-from d2l_rag.training.teacher import chat_prompt_ids, greedy_answers
+from d2l_rag.training.teacher import chat_prompt_ids, greedy_answers, written_answer_ids
 
 __all__ = ["PoolItem", "build_pool", "kind_counts", "token_counter"]
 
@@ -95,11 +95,14 @@ def build_pool(lm: FrozenLM, cfg: TrainConfig, seed: int, n: int | None = None, 
     examples = _examples(lm, cfg, rng, n or cfg.pool_size, split)
     teacher_prompts = [chat_prompt_ids(lm, ex.question, ex.teacher_context) for ex in examples]
     answers = greedy_answers(lm, teacher_prompts, cfg.answer_tokens, cfg.teacher_batch)
-    kept = [
-        (ex, tp, ans)
-        for ex, tp, ans in zip(examples, teacher_prompts, answers, strict=True)
-        if ans and (not cfg.teacher_right_only or _teacher_right(lm, ex, ans) is not False)
-    ]
+    kept = []
+    for ex, tp, ans in zip(examples, teacher_prompts, answers, strict=True):
+        if ans and cfg.teacher_right_only and _teacher_right(lm, ex, ans) is False:
+            if not (cfg.fact_sentence_answers and "fact" in ex.meta):
+                continue
+            ans = written_answer_ids(lm, ex.meta["fact"])  # the teacher missed it: the fact's sentence instead
+        if ans:
+            kept.append((ex, tp, ans))
     if not kept:
         right = " right" if cfg.teacher_right_only else ""
         raise ValueError(f"empty pool: the teacher answered none of the {len(examples)} examples{right}")

@@ -13,7 +13,7 @@ import torch
 from d2l_rag.generation import GREEDY, chat_messages, left_pad
 from d2l_rag.model.base import FrozenLM
 
-__all__ = ["chat_prompt_ids", "greedy_answers"]
+__all__ = ["chat_prompt_ids", "greedy_answers", "written_answer_ids"]
 
 
 def chat_prompt_ids(lm: FrozenLM, question: str, context: str | None = None) -> list[int]:
@@ -24,12 +24,21 @@ def chat_prompt_ids(lm: FrozenLM, question: str, context: str | None = None) -> 
     return list(out["input_ids"])
 
 
+def _eos_ids(lm: FrozenLM) -> list[int]:
+    eos = lm.model.generation_config.eos_token_id
+    return eos if isinstance(eos, list) else [eos if eos is not None else lm.tokenizer.eos_token_id]
+
+
+def written_answer_ids(lm: FrozenLM, text: str) -> list[int]:
+    """A written answer's tokens ending with EOS, the form `greedy_answers` returns."""
+    return [*lm.tokenizer(text, add_special_tokens=False)["input_ids"], _eos_ids(lm)[0]]
+
+
 @torch.no_grad()
 def greedy_answers(lm: FrozenLM, prompts: Sequence[list[int]], max_new_tokens: int, batch_size: int) -> list[list[int]]:
     """Greedy continuations (ending with EOS when one is produced), batched by similar prompt length."""
     pad = lm.tokenizer.pad_token_id
-    eos = lm.model.generation_config.eos_token_id
-    eos_ids = set(eos if isinstance(eos, list) else [eos if eos is not None else lm.tokenizer.eos_token_id])
+    eos_ids = set(_eos_ids(lm))
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
     answers: list[list[int]] = [[] for _ in prompts]
     for start in range(0, len(order), batch_size):

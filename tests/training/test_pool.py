@@ -113,3 +113,29 @@ def test_asked_fact_weights_oversample_their_types(lm, monkeypatch):
 def test_bad_asked_fact_weights_are_refused(weights, message):
     with pytest.raises(ValidationError, match=message):
         DataMix(asked_facts=weights)
+
+
+def test_fact_sentence_answers_keep_missed_facts_with_the_fact_as_answer(lm, monkeypatch):
+    """A teacher that misses everything: facts stay with their planted sentence (then EOS) as the answer, missed
+    needles are still dropped, negatives (no reference) stay with the teacher's own answer."""
+    import d2l_rag.training.pool as pool_module
+
+    wrong = lm.tokenizer("I do not know.", add_special_tokens=False)["input_ids"]
+    monkeypatch.setattr(pool_module, "greedy_answers", lambda lm_, prompts, n, b: [list(wrong) for _ in prompts])
+    mix = DataMix(needle=1, negative=1, facts=1, prose=0)
+    items = build_pool(lm, _config(mix=mix, teacher_right_only=True, fact_sentence_answers=True), seed=10)
+    kinds = Counter(item.example.kind for item in items)
+    assert kinds["facts"] > 0 and kinds["negative"] > 0 and "needle" not in kinds
+    eos = lm.model.generation_config.eos_token_id
+    for item in items:
+        if item.example.kind == "facts":
+            fact = lm.tokenizer(item.example.meta["fact"], add_special_tokens=False)["input_ids"]
+            assert item.answer == [*fact, eos if isinstance(eos, int) else eos[0]]
+            assert item.example.answer in lm.tokenizer.decode(item.answer)
+        else:
+            assert item.answer == wrong
+
+
+def test_fact_sentence_answers_need_teacher_right_only():
+    with pytest.raises(ValidationError, match="fact_sentence_answers replaces the answers teacher_right_only"):
+        TrainConfig(fact_sentence_answers=True)
