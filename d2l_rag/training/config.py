@@ -103,7 +103,7 @@ class TrainConfig(BaseModel):
         default=False,
         description="With teacher_right_only: keep a facts question the teacher missed, with the planted fact's own "
         "sentence as the answer (the teacher, document in context, is scored on it token by token), instead of "
-        "dropping it; the 135M teacher misses ~3 in 4 names, so without this few names reach the student.",
+        "dropping it; the 135M teacher misses most names (22 of 24 in a CPU probe), so few would reach the student.",
     )
     time_limit_s: float | None = Field(
         default=None, gt=0, description="Stop, evaluate and save after this many seconds of training (None = off)."

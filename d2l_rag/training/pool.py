@@ -70,6 +70,7 @@ def _examples(lm: FrozenLM, cfg: TrainConfig, rng: random.Random, n: int, split:
         elif kind == "facts":
             from d2l_rag.training.facts import FACT_TYPES, make_facts_example
 
+            # no draw without weights, so the pools of older configs stay what they were
             asked = rng.choices(FACT_TYPES, weights=mix.fact_type_weights())[0] if mix.asked_facts else None
             n_facts = rng.randint(1, 4)
             examples.append(make_facts_example(rng, length, count, split=split, n_facts=n_facts, asked_kind=asked))

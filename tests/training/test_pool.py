@@ -81,7 +81,7 @@ def test_a_pool_the_teacher_got_all_wrong_is_an_error(lm):
 
 
 def test_asked_fact_weights_oversample_their_types(lm, monkeypatch):
-    """Weights 0 exclude a type from the questions, large weights dominate them; empty weights draw uniformly."""
+    """Weights 0 exclude a type from the questions, and a larger weight is drawn more often."""
     import d2l_rag.training.pool as pool_module
 
     seen: list = []
