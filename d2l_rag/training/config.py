@@ -7,6 +7,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from d2l_rag.config import HypernetConfig
+from d2l_rag.training.facts import FACT_TYPES
 
 __all__ = ["DataMix", "TrainConfig"]
 
@@ -34,8 +35,6 @@ class DataMix(BaseModel):
 
     @model_validator(mode="after")
     def _known_fact_types(self) -> DataMix:
-        from d2l_rag.training.facts import FACT_TYPES
-
         unknown = sorted(set(self.asked_facts) - set(FACT_TYPES))
         if unknown:
             raise ValueError(f"asked_facts names unknown fact types {unknown}; known: {list(FACT_TYPES)}")
@@ -48,8 +47,6 @@ class DataMix(BaseModel):
 
     def fact_type_weights(self) -> list[float]:
         """Weights aligned with facts.FACT_TYPES."""
-        from d2l_rag.training.facts import FACT_TYPES
-
         return [self.asked_facts.get(kind, 1.0) for kind in FACT_TYPES]
 
 

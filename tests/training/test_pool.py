@@ -17,6 +17,22 @@ def lm():
     return tiny_llama(seed=2)
 
 
+@pytest.fixture
+def seen(monkeypatch) -> list:
+    """The examples the next `build_pool` drew, in order (filled when it runs)."""
+    import d2l_rag.training.pool as pool_module
+
+    drawn: list = []
+    make_examples = pool_module._examples
+
+    def recording_examples(*args, **kwargs):
+        drawn[:] = make_examples(*args, **kwargs)
+        return drawn
+
+    monkeypatch.setattr(pool_module, "_examples", recording_examples)
+    return drawn
+
+
 def _config(**update) -> TrainConfig:
     base = {"pool_size": 24, "teacher_batch": 8, "answer_tokens": 4, "min_doc_tokens": 40, "max_doc_tokens": 3000}
     return TrainConfig(**{**base, **update})
@@ -46,24 +62,16 @@ def test_teacher_reads_long_haystacks_shortened_and_facts_stay_within_its_window
 
 
 @pytest.mark.parametrize("right_only", [True, False])
-def test_teacher_right_only_drops_what_the_teacher_got_wrong(lm, monkeypatch, right_only):
+def test_teacher_right_only_drops_what_the_teacher_got_wrong(lm, monkeypatch, seen, right_only):
     """A teacher that answers every other example right: with the filter, only its right needle/facts answers and
     the negatives (no reference to check) stay; without it, every example stays."""
     import d2l_rag.training.pool as pool_module
-
-    seen: list = []
-    make_examples = pool_module._examples
-
-    def recording_examples(*args, **kwargs):
-        seen[:] = make_examples(*args, **kwargs)
-        return seen
 
     def teacher(lm_, prompts, max_new_tokens, batch_size):
         assert len(prompts) == len(seen)
         texts = [f"It is {ex.answer}." if i % 2 == 0 else "I do not know." for i, ex in enumerate(seen)]
         return [lm.tokenizer(text, add_special_tokens=False)["input_ids"] for text in texts]
 
-    monkeypatch.setattr(pool_module, "_examples", recording_examples)
     monkeypatch.setattr(pool_module, "greedy_answers", teacher)
     cfg = _config(mix=DataMix(needle=1, negative=1, facts=1, prose=0), teacher_right_only=right_only)
     kept = {id(item.example) for item in build_pool(lm, cfg, seed=7)}
@@ -80,18 +88,8 @@ def test_a_pool_the_teacher_got_all_wrong_is_an_error(lm):
         build_pool(lm, cfg, seed=8)
 
 
-def test_asked_fact_weights_oversample_their_types(lm, monkeypatch):
+def test_asked_fact_weights_oversample_their_types(lm, seen):
     """Weights 0 exclude a type from the questions, and a larger weight is drawn more often."""
-    import d2l_rag.training.pool as pool_module
-
-    seen: list = []
-    make_examples = pool_module._examples
-
-    def recording_examples(*args, **kwargs):
-        seen[:] = make_examples(*args, **kwargs)
-        return seen
-
-    monkeypatch.setattr(pool_module, "_examples", recording_examples)
     weights = {kind: 0.0 for kind in FACT_TYPES} | {"vault": 6.0, "ship": 2.0}
     cfg = _config(
         pool_size=40, max_doc_tokens=300, mix=DataMix(needle=0, negative=0, facts=1, prose=0, asked_facts=weights)
