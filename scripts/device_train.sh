@@ -37,8 +37,14 @@ copy_out() {
     split -b 15M "$newest/hypernetwork.safetensors" "$out/ckpt.part."
   fi
 }
+# copy out every minute as well: a call cut off at its time limit still returns what $OUT holds by then
 deadline=$(( $(date +%s) + ${POLL_S:-520} ))
-while [ "$(date +%s)" -lt "$deadline" ] && [ ! -f "$run/done" ]; do sleep 10; done
+polls=0
+while [ "$(date +%s)" -lt "$deadline" ] && [ ! -f "$run/done" ]; do
+  sleep 10
+  polls=$((polls + 1))
+  [ $((polls % 6)) = 0 ] && copy_out
+done
 copy_out
 grep -v -e Converting -e "Loading weights" "$run/stdout.log" | tail -n 30
 [ -f "$run/done" ] && echo "TRAINING DONE"
