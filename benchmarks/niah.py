@@ -35,6 +35,7 @@ def run(
     batch_size: int,
     max_chunks: int | None = None,
     facts_split: str = "heldout",
+    dtype: str | None = None,
 ) -> dict[str, Any]:
     import torch
     import transformers
@@ -44,7 +45,7 @@ def run(
     from d2l_rag.model import load_base_model, load_checkpoint
     from d2l_rag.training.evaluate import facts_eval, niah_eval
 
-    lm = load_base_model(model)
+    lm = load_base_model(model, dtype=dtype)
     found = checkpoint or find_checkpoint(lm)
     if found is None:
         raise SystemExit(f"no checkpoint fits {lm.fingerprint.describe()}; pass --checkpoint DIR")
@@ -82,6 +83,7 @@ def run(
             "torch": torch.__version__,
             "transformers": transformers.__version__,
             "device": str(lm.device),
+            "dtype": str(lm.dtype).removeprefix("torch."),
             "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
         },
         "model": lm.name,
@@ -110,7 +112,8 @@ def markdown(data: dict[str, Any]) -> str:
         f"Checkpoint `{data['checkpoint']['id']}` (step {data['checkpoint']['training_step']}), "
         f"chunk {data['settings']['chunk_tokens']} tokens, {_composition(data['settings'])}, "
         f"native window {data['settings']['context_window']}; "
-        f"{data['machine']['gpu'] or data['machine']['device']}, {data['seconds']:.0f} s.",
+        f"{data['machine']['gpu'] or data['machine']['device']}"
+        f"{', ' + data['machine']['dtype'] if 'dtype' in data['machine'] else ''}, {data['seconds']:.0f} s.",
         "",
     ]
     for title, key in (
@@ -211,6 +214,11 @@ def main(argv: list[str] | None = None) -> None:
         type=int,
         help="chunks an adapter composes at most, the most salient kept (default: the checkpoint's limit; 0 = all)",
     )
+    parser.add_argument(
+        "--dtype",
+        choices=("float32", "bfloat16", "float16"),
+        help="the base model's dtype (default: float32 on CPU, bfloat16 on GPU)",
+    )
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/niah"))
     parser.add_argument("--render", type=Path, help="only rewrite markdown and plot from this JSON")
     args = parser.parse_args(argv)
@@ -228,6 +236,7 @@ def main(argv: list[str] | None = None) -> None:
         args.batch_size,
         args.max_composed_chunks,
         args.facts_split,
+        args.dtype,
     )
     write(data, args.out)
     print(markdown(data))

@@ -50,3 +50,10 @@ def test_a_training_split_run_is_titled_as_such() -> None:
     data["settings"]["facts_split"] = "train"
     text = markdown(data)
     assert "## Fictional facts, train split" in text and "Held-out fictional facts" not in text
+
+
+def test_the_header_names_the_dtype_when_the_run_recorded_it() -> None:
+    data = _data()
+    assert "; cpu, 1 s." in markdown(data)
+    data["machine"]["dtype"] = "bfloat16"
+    assert "; cpu, bfloat16, 1 s." in markdown(data)
