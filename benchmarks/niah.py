@@ -5,11 +5,14 @@
     python -m benchmarks.niah --render benchmarks/results/niah_gpu/niah.json  # markdown + plot from a JSON
     python -m benchmarks.niah --max-composed-chunks 0 ...                      # compose every chunk
     python -m benchmarks.niah --facts-split train ...                          # facts of the kind training saw
+    python -m benchmarks.niah --facts-set fresh ...                            # facts drawn on this machine
 
 Modes: the D2L adapter with the question alone, in-context (where the document fits the window) and the base model
 with no document. Exact match: the first 4-digit number of the answer is the needle's; facts: the reference answer
 appears in the answer. Needles and facts come from the held-out splits that training never sees (facts from the
-training split with `--facts-split train`: the gap tells fitting from generalising).
+training split with `--facts-split train`: the gap tells fitting from generalising). The held-out facts are read from
+the saved set benchmarks/data/facts_heldout.json, the same questions on every machine (benchmarks/facts_set.py says
+why); `--facts-set fresh` draws them from this machine's prose instead.
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ import platform
 import time
 from pathlib import Path
 from typing import Any
+
+from benchmarks.facts_set import DEFAULT_FACTS_SET, FactsSet, load_facts_set
 
 DEFAULT_LENGTHS = (1024, 2048, 4096, 8192, 16384, 32768, 65536)
 MODES = ("adapter", "in_context", "no_document")
@@ -36,6 +41,7 @@ def run(
     max_chunks: int | None = None,
     facts_split: str = "heldout",
     dtype: str | None = None,
+    facts_set: FactsSet | None = None,
 ) -> dict[str, Any]:
     import torch
     import transformers
@@ -62,6 +68,7 @@ def run(
             batch_size=batch_size,
             max_chunks=max_chunks,
             split=facts_split,
+            examples=facts_set,
         )
     return {
         "niah": niah,
@@ -72,6 +79,7 @@ def run(
             "facts_lengths": facts_lengths,
             "facts_n": facts_n,
             "facts_split": facts_split,
+            "facts_set": None if facts_set is None else {"path": str(facts_set.path), "sha256": facts_set.sha256},
             "chunk_tokens": hypernet.config.hypernet.chunk_tokens,
             "max_composed_chunks": composition_limit(hypernet, max_chunks),
             "context_window": lm.context_window,
@@ -102,7 +110,11 @@ def _composition(settings: dict[str, Any]) -> str:
 
 def _facts_title(settings: dict[str, Any]) -> str:
     split = settings.get("facts_split", "heldout")
-    return "Held-out fictional facts (answer found)" if split == "heldout" else f"Fictional facts, {split} split"
+    title = "Held-out fictional facts (answer found)" if split == "heldout" else f"Fictional facts, {split} split"
+    saved = settings.get("facts_set")
+    if saved:
+        return f"{title}, saved set `{Path(saved['path']).name}` ({saved['sha256'][:12]})"
+    return title if "facts_set" not in settings else f"{title}, drawn on this machine"
 
 
 def markdown(data: dict[str, Any]) -> str:
@@ -208,6 +220,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--facts-lengths", default="256,1024")
     parser.add_argument("--facts-n", type=int, default=100)
     parser.add_argument("--facts-split", choices=("heldout", "train"), default="heldout")
+    parser.add_argument(
+        "--facts-set",
+        help="saved facts set (default: benchmarks/data/facts_heldout.json for held-out facts) or 'fresh' to draw",
+    )
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument(
         "--max-composed-chunks",
@@ -226,17 +242,29 @@ def main(argv: list[str] | None = None) -> None:
         data = json.loads(args.render.read_text())
         write(data, args.render.parent)
         return
+    facts_lengths = [int(x) for x in args.facts_lengths.split(",")]
+    facts_set = args.facts_set or ("fresh" if args.facts_split == "train" else str(DEFAULT_FACTS_SET))
+    saved = None
+    if facts_set != "fresh":  # checked before the model loads: a long GPU run must not fail at its last stage
+        try:
+            saved = load_facts_set(Path(facts_set))
+            if saved.split != args.facts_split:
+                raise ValueError(f"{facts_set} holds {saved.split} facts, not {args.facts_split}")
+            saved.check_covers(facts_lengths, args.facts_n)
+        except ValueError as err:
+            raise SystemExit(str(err)) from None
     data = run(
         args.model,
         args.checkpoint,
         [int(x) for x in args.lengths.split(",")],
         args.n,
-        [int(x) for x in args.facts_lengths.split(",")],
+        facts_lengths,
         args.facts_n,
         args.batch_size,
         args.max_composed_chunks,
         args.facts_split,
         args.dtype,
+        saved,
     )
     write(data, args.out)
     print(markdown(data))

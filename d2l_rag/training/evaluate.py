@@ -8,7 +8,7 @@ is `AdapterBuilder`'s: None = the checkpoint's composition limit, 0 = every chun
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from d2l_rag.adapters.builder import AdapterBuilder
 from d2l_rag.config import GenerationConfig
@@ -21,9 +21,18 @@ from d2l_rag.training.needle import N_DEPTH_BINS, make_needle_example
 from d2l_rag.training.pool import token_counter
 from d2l_rag.training.scoring import answer_contains, magic_number_correct
 
-__all__ = ["MODES", "answer_contains", "facts_eval", "magic_number_correct", "niah_eval"]
+__all__ = [
+    "FACTS_SEED",
+    "MODES",
+    "answer_contains",
+    "facts_eval",
+    "facts_examples",
+    "magic_number_correct",
+    "niah_eval",
+]
 
 MODES = ("adapter", "in_context", "no_document")
+FACTS_SEED = 4321  # facts_eval draws its examples of each length with random.Random(FACTS_SEED + length)
 Scorer = Callable[[str, str], bool]
 
 
@@ -143,28 +152,49 @@ def niah_eval(
     )
 
 
+def facts_examples(
+    count: Callable[[str], int], length: int, n: int, split: Split = "heldout", seed: int = FACTS_SEED
+) -> list[QAExample]:
+    """The `n` facts documents of `length` tokens that facts_eval draws: 1-4 facts each, one of them asked.
+
+    The prose around the facts comes from this machine's Python and packages, so another machine draws other
+    documents; a set saved once (benchmarks/facts_set.py) compares machines on the same questions.
+    """
+    rng = random.Random(seed + length)
+    return [make_facts_example(rng, length, count, split, rng.randint(1, 4)) for _ in range(n)]
+
+
 def facts_eval(
     lm: FrozenLM,
     hypernet: LoadedHypernetwork | None,
     lengths: Sequence[int],
     n_per_length: int,
-    seed: int = 4321,
+    seed: int = FACTS_SEED,
     modes: Sequence[str] = MODES,
     batch_size: int = 16,
     max_new_tokens: int = 32,
     chunk_tokens: int | None = None,
     max_chunks: int | None = None,
     split: Split = "heldout",
+    examples: Mapping[int, Sequence[QAExample]] | None = None,
 ) -> dict[str, dict[str, object]]:
     """{mode: {length: result}} on fictional facts, by default held out (names and codes never seen in training).
 
     `split="train"` asks about facts of the kind training saw: the gap between the two tells fitting from
-    generalising. Each result also counts right answers by fact type.
+    generalising. `examples` ({length: examples}, e.g. a saved set) replaces the draw: the first `n_per_length`
+    of each length are asked. Each result also counts right answers by fact type.
     """
     count = token_counter(lm)
+    if examples is not None:
+        for length in lengths:
+            if len(examples.get(length, ())) < n_per_length:
+                have = {k: len(v) for k, v in sorted(examples.items())}
+                raise ValueError(f"{n_per_length} facts examples of {length} tokens asked, the set holds {have}")
 
     def facts(rng: random.Random, length: int) -> list[QAExample]:
-        return [make_facts_example(rng, length, count, split, rng.randint(1, 4)) for _ in range(n_per_length)]
+        if examples is not None:
+            return list(examples[length][:n_per_length])
+        return facts_examples(count, length, n_per_length, split, seed)
 
     return _eval_by_length(
         lm,
