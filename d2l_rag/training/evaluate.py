@@ -194,7 +194,7 @@ def facts_eval(
     def facts(rng: random.Random, length: int) -> list[QAExample]:
         if examples is not None:
             return list(examples[length][:n_per_length])
-        return facts_examples(count, length, n_per_length, split, seed)
+        return facts_examples(count, length, n_per_length, split, seed)  # seeds its own rng as `rng` is seeded
 
     return _eval_by_length(
         lm,
