@@ -34,11 +34,11 @@ def test_a_saved_set_reads_back_the_same_examples_with_the_files_hash(tmp_path: 
 
 
 def test_a_missing_file_or_another_shape_is_refused_naming_the_path(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="no facts set at .*absent.json"):
+    with pytest.raises(ValueError, match=r"no facts set at .*absent\.json"):
         load_facts_set(tmp_path / "absent.json")
     other = tmp_path / "other.json"
     other.write_text(json.dumps({"lengths": {"64": [{"question": "?"}]}, "split": "heldout"}))
-    with pytest.raises(ValueError, match="other.json is not a facts set"):
+    with pytest.raises(ValueError, match=r"other\.json is not a facts set"):
         load_facts_set(other)
     save_facts_set(_small_set(), other)
     data = json.loads(other.read_text())
@@ -65,7 +65,7 @@ def test_facts_eval_asks_the_given_examples(tiny_lm: FrozenLM) -> None:
     assert sum(v["n"] for v in by_type.values()) == 2
     assert {t: asked.count(t) for t in asked} == {t: v["n"] for t, v in by_type.items()}
     with pytest.raises(ValueError, match="4 facts examples of 128 tokens asked"):
-        facts_eval(tiny_lm, None, [128], 3 + 1, modes=("no_document",), examples=facts)
+        facts_eval(tiny_lm, None, [128], 4, modes=("no_document",), examples=facts)
 
 
 def test_the_shipped_set_is_held_out_and_every_answer_is_in_its_document() -> None:

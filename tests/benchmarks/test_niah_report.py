@@ -1,10 +1,14 @@
-"""The NIAH report's markdown: facts counted by type across lengths, and older JSON without counts still renders."""
+"""The NIAH report: facts counted by type across lengths, older JSON still renders, and a facts set is checked first."""
 
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 
-from benchmarks.niah import markdown
+import pytest
+
+from benchmarks.facts_set import DEFAULT_FACTS_SET
+from benchmarks.niah import main, markdown
 
 
 def _data() -> dict:
@@ -57,3 +61,20 @@ def test_the_header_names_the_dtype_when_the_run_recorded_it() -> None:
     assert "; cpu, 1 s." in markdown(data)
     data["machine"]["dtype"] = "bfloat16"
     assert "; cpu, bfloat16, 1 s." in markdown(data)
+
+
+def test_the_facts_title_says_which_questions_were_asked() -> None:
+    data = _data()
+    data["settings"]["facts_set"] = {"path": "/x/benchmarks/data/facts_heldout.json", "sha256": "0123456789abcdef"}
+    assert "## Held-out fictional facts (answer found), saved set `facts_heldout.json` (0123456789ab)" in markdown(data)
+    data["settings"]["facts_set"] = None
+    assert "## Held-out fictional facts (answer found), drawn on this machine" in markdown(data)
+
+
+def test_a_facts_set_that_cannot_serve_the_run_stops_it_before_the_model_loads(tmp_path: Path) -> None:
+    with pytest.raises(SystemExit, match="holds heldout facts, not train"):
+        main(["--facts-split", "train", "--facts-set", str(DEFAULT_FACTS_SET)])
+    with pytest.raises(SystemExit, match=r"500 of \[256, 1024\]"):
+        main(["--facts-n", "500"])
+    with pytest.raises(SystemExit, match="no facts set at"):
+        main(["--facts-set", str(tmp_path / "none.json")])
