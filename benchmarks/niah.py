@@ -42,6 +42,7 @@ def run(
     facts_split: str = "heldout",
     dtype: str | None = None,
     facts_set: FactsSet | None = None,
+    modes: tuple[str, ...] = MODES,
 ) -> dict[str, Any]:
     import torch
     import transformers
@@ -58,13 +59,13 @@ def run(
     hypernet = load_checkpoint(found, lm)
     started = time.perf_counter()
     with torch.no_grad():
-        niah = niah_eval(lm, hypernet, lengths, n, modes=MODES, batch_size=batch_size, max_chunks=max_chunks)
+        niah = niah_eval(lm, hypernet, lengths, n, modes=modes, batch_size=batch_size, max_chunks=max_chunks)
         facts = facts_eval(
             lm,
             hypernet,
             facts_lengths,
             facts_n,
-            modes=MODES,
+            modes=modes,
             batch_size=batch_size,
             max_chunks=max_chunks,
             split=facts_split,
@@ -76,6 +77,7 @@ def run(
         "settings": {
             "lengths": lengths,
             "n_per_length": n,
+            "modes": list(modes),
             "facts_lengths": facts_lengths,
             "facts_n": facts_n,
             "facts_split": facts_split,
@@ -134,6 +136,8 @@ def markdown(data: dict[str, Any]) -> str:
     ):
         table = data[key]
         lengths = sorted({int(k) for mode in table.values() for k in mode}, key=int)
+        if not lengths:  # the section was not asked for (--lengths '' or --facts-lengths '')
+            continue
         lines += [f"## {title}", "", "| tokens | " + " | ".join(table) + " |", "|---" * (len(table) + 1) + "|"]
         for length in lengths:
             lines.append(f"| {length} | " + " | ".join(_cell(table[m].get(str(length))) for m in table) + " |")
@@ -209,20 +213,35 @@ def write(data: dict[str, Any], out: Path) -> None:
         print("matplotlib missing: no plot (render later with --render)")
 
 
+def _lengths(text: str, flag: str) -> list[int]:
+    try:
+        lengths = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise SystemExit(f"{flag} {text!r}: token counts separated by commas, e.g. 1024,2048") from None
+    if any(n <= 0 for n in lengths):
+        raise SystemExit(f"{flag} {text!r}: token counts must be positive")
+    return lengths
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks.niah", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--model", help="base model path (default: the embedded SmolLM2 GGUF)")
     parser.add_argument("--checkpoint", help="hypernetwork checkpoint dir (default: the shipped one)")
-    parser.add_argument("--lengths", default=",".join(map(str, DEFAULT_LENGTHS)))
+    parser.add_argument(
+        "--lengths", default=",".join(map(str, DEFAULT_LENGTHS)), help="needle document lengths ('' = no needles)"
+    )
     parser.add_argument("--n", type=int, default=50, help="needle examples per length (depths cycle over 10 bins)")
-    parser.add_argument("--facts-lengths", default="256,1024")
+    parser.add_argument("--facts-lengths", default="256,1024", help="facts document lengths ('' = no facts)")
     parser.add_argument("--facts-n", type=int, default=100)
     parser.add_argument("--facts-split", choices=("heldout", "train"), default="heldout")
     parser.add_argument(
         "--facts-set",
         help="saved facts set (default: benchmarks/data/facts_heldout.json for held-out facts) or 'fresh' to draw",
+    )
+    parser.add_argument(
+        "--modes", default=",".join(MODES), help=f"modes to score, comma-separated (default: {','.join(MODES)})"
     )
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument(
@@ -242,7 +261,12 @@ def main(argv: list[str] | None = None) -> None:
         data = json.loads(args.render.read_text())
         write(data, args.render.parent)
         return
-    facts_lengths = [int(x) for x in args.facts_lengths.split(",")]
+    facts_lengths = _lengths(args.facts_lengths, "--facts-lengths")
+    lengths = _lengths(args.lengths, "--lengths")
+    modes = tuple(m for m in args.modes.split(",") if m)
+    unknown = [m for m in modes if m not in MODES]
+    if unknown or not modes:
+        raise SystemExit(f"--modes {args.modes!r}: each must be one of {', '.join(MODES)}")
     facts_set = args.facts_set or ("fresh" if args.facts_split == "train" else str(DEFAULT_FACTS_SET))
     saved = None
     if facts_set != "fresh":  # checked before the model loads: a long GPU run must not fail at its last stage
@@ -256,7 +280,7 @@ def main(argv: list[str] | None = None) -> None:
     data = run(
         args.model,
         args.checkpoint,
-        [int(x) for x in args.lengths.split(",")],
+        lengths,
         args.n,
         facts_lengths,
         args.facts_n,
@@ -265,6 +289,7 @@ def main(argv: list[str] | None = None) -> None:
         args.facts_split,
         args.dtype,
         saved,
+        modes,
     )
     write(data, args.out)
     print(markdown(data))

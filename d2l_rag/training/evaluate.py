@@ -80,6 +80,7 @@ def _score_modes(
             "n": len(correct),
             "by_depth": {k: sum(v) / len(v) for k, v in sorted(by_depth.items(), key=lambda kv: int(kv[0]))},
             "sample_answer": answers[-1].text if answers else "",
+            "right": correct,  # per example, in the order asked: two runs on the same questions compare pairwise
         }
         if by_type:  # counts, not fractions: a type drawn 6 times out of 100 needs its n read with it
             result["by_type"] = {k: {"right": sum(v), "n": len(v)} for k, v in sorted(by_type.items())}

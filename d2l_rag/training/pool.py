@@ -17,7 +17,7 @@ from d2l_rag.training.examples import QAExample
 from d2l_rag.training.scoring import answer_is_right
 from d2l_rag.training.teacher import chat_prompt_ids, greedy_answers, written_answer_ids
 
-__all__ = ["PoolItem", "build_pool", "kind_counts", "token_counter"]
+__all__ = ["PoolItem", "answer_examples", "build_pool", "draw_examples", "kind_counts", "token_counter"]
 
 
 @dataclass(frozen=True)
@@ -90,10 +90,16 @@ def _examples(lm: FrozenLM, cfg: TrainConfig, rng: random.Random, n: int, split:
     return examples
 
 
-def build_pool(lm: FrozenLM, cfg: TrainConfig, seed: int, n: int | None = None, split: str = "train") -> list[PoolItem]:
-    """`n` examples (default cfg.pool_size) with teacher answers; deterministic for a seed."""
-    rng = random.Random(seed)
-    examples = _examples(lm, cfg, rng, n or cfg.pool_size, split)
+def draw_examples(
+    lm: FrozenLM, cfg: TrainConfig, seed: int, n: int | None = None, split: str = "train"
+) -> list[QAExample]:
+    """The pool's documents and questions (`n`, default cfg.pool_size), before the teacher answers them; CPU work
+    but for the prose questions, which the base model writes. Deterministic for a seed on one machine."""
+    return _examples(lm, cfg, random.Random(seed), n or cfg.pool_size, split)
+
+
+def answer_examples(lm: FrozenLM, cfg: TrainConfig, examples: list[QAExample]) -> list[PoolItem]:
+    """The teacher's answers to `examples` in big batches, keeping what `cfg` keeps (`teacher_right_only`)."""
     teacher_prompts = [chat_prompt_ids(lm, ex.question, ex.teacher_context) for ex in examples]
     answers = greedy_answers(lm, teacher_prompts, cfg.answer_tokens, cfg.teacher_batch)
     kept = []
@@ -113,6 +119,11 @@ def build_pool(lm: FrozenLM, cfg: TrainConfig, seed: int, n: int | None = None, 
         PoolItem(ex, list(ids), tp, chat_prompt_ids(lm, ex.question), ans)
         for (ex, tp, ans), ids in zip(kept, doc_ids, strict=True)
     ]
+
+
+def build_pool(lm: FrozenLM, cfg: TrainConfig, seed: int, n: int | None = None, split: str = "train") -> list[PoolItem]:
+    """`n` examples (default cfg.pool_size) with teacher answers; deterministic for a seed."""
+    return answer_examples(lm, cfg, draw_examples(lm, cfg, seed, n, split))
 
 
 def _teacher_right(lm: FrozenLM, example: QAExample, answer: list[int]) -> bool | None:

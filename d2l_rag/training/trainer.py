@@ -32,7 +32,7 @@ from d2l_rag.model.lora_apply import apply_lora
 from d2l_rag.training.chunk_sampling import choose_grad_chunks, split_into_chunks
 from d2l_rag.training.config import TrainConfig
 from d2l_rag.training.objective import answer_logits, pack_with_answers, token_kl
-from d2l_rag.training.pool import PoolItem, build_pool, kind_counts
+from d2l_rag.training.pool import PoolItem, answer_examples, draw_examples, kind_counts
 from d2l_rag.training.warm_start import warm_start
 
 __all__ = ["Trainer"]
@@ -168,22 +168,50 @@ class Trainer:
             for name in parts[0]
         }
 
+    # -- the pool ---------------------------------------------------------------------------------------
+    def _pool_seed(self) -> int:
+        """The seed of the pool in use at this step: a refreshed pool's seed holds the step it was drawn at, so
+        a resumed run draws the pool the interrupted one was training on."""
+        refresh = self.cfg.pool_refresh_steps
+        drawn_at = self.step - self.step % refresh if refresh else 0
+        return self.cfg.seed * 1000 + self.accelerator.process_index + drawn_at
+
+    def _build_pool(self, log_path: Path) -> list[PoolItem]:
+        """Draw and answer a pool, logging how long each half took (drawing is CPU work, answering GPU work)."""
+        acc, started = self.accelerator, time.perf_counter()
+        examples = draw_examples(self.lm, self.cfg, seed=self._pool_seed())
+        drawn = time.perf_counter()
+        pool = answer_examples(self.lm, self.cfg, examples)
+        record = {
+            "step": self.step,
+            "pool_drawn": len(examples),
+            "pool_kept": len(pool),
+            "pool_draw_s": drawn - started,
+            "pool_teacher_s": time.perf_counter() - drawn,
+        }
+        acc.print(
+            f"pool of {len(pool)} examples ({kind_counts(pool)}) of {len(examples)} drawn at step {self.step}: "
+            f"drawing {record['pool_draw_s']:.1f}s, teacher {record['pool_teacher_s']:.1f}s"
+        )
+        if acc.is_main_process:
+            with log_path.open("a") as f:
+                f.write(json.dumps(record) + "\n")
+        return pool
+
     # -- the loop -----------------------------------------------------------------------------------
     def fit(self, pool: list[PoolItem] | None = None, until: int | None = None) -> list[dict[str, float]]:
         """Train to `cfg.steps` (or stop early after step `until`, e.g. to test resuming, or after
         `cfg.time_limit_s`; running again resumes from the saved state)."""
         cfg, acc = self.cfg, self.accelerator
-        t0 = time.perf_counter()
-        pool = pool or build_pool(self.lm, cfg, seed=cfg.seed * 1000 + acc.process_index)
-        acc.print(f"pool of {len(pool)} examples ({kind_counts(pool)}) in {time.perf_counter() - t0:.1f}s")
         self.out_dir.mkdir(parents=True, exist_ok=True)
         log_path = self.out_dir / "log.jsonl"
+        pool = pool or self._build_pool(log_path)
         history: list[dict[str, float]] = []
         start = time.perf_counter()
         last = min(cfg.steps, until) if until is not None else cfg.steps
         while self.step < last:
             if cfg.pool_refresh_steps and self.step and self.step % cfg.pool_refresh_steps == 0:
-                pool = build_pool(self.lm, cfg, seed=cfg.seed * 1000 + acc.process_index + self.step)
+                pool = self._build_pool(log_path)
             rng = random.Random(cfg.seed * 1_000_003 + self.step * 97 + acc.process_index)
             self.net.train()
             total, info = 0.0, {}

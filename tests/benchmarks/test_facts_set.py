@@ -64,6 +64,8 @@ def test_facts_eval_asks_the_given_examples(tiny_lm: FrozenLM) -> None:
     asked = [ex.meta["fact_type"] for ex in facts[64][:2]]
     assert sum(v["n"] for v in by_type.values()) == 2
     assert {t: asked.count(t) for t in asked} == {t: v["n"] for t, v in by_type.items()}
+    right = result["no_document"]["64"]["right"]  # per question, in the order asked, for paired comparisons
+    assert len(right) == 2 and sum(right) == sum(v["right"] for v in by_type.values())
     with pytest.raises(ValueError, match="4 facts examples of 128 tokens asked"):
         facts_eval(tiny_lm, None, [128], 4, modes=("no_document",), examples=facts)
 

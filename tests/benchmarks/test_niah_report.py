@@ -78,3 +78,19 @@ def test_a_facts_set_that_cannot_serve_the_run_stops_it_before_the_model_loads(t
         main(["--facts-n", "500"])
     with pytest.raises(SystemExit, match="no facts set at"):
         main(["--facts-set", str(tmp_path / "none.json")])
+
+
+def test_bad_lengths_and_modes_stop_the_run_before_the_model_loads() -> None:
+    with pytest.raises(SystemExit, match="--modes 'adapter,oracle': each must be one of"):
+        main(["--modes", "adapter,oracle"])
+    with pytest.raises(SystemExit, match="--lengths '1k': token counts separated by commas"):
+        main(["--lengths", "1k"])
+    with pytest.raises(SystemExit, match="--facts-lengths '-256': token counts must be positive"):
+        main(["--facts-lengths", "-256"])
+
+
+def test_a_section_not_asked_for_leaves_no_empty_table() -> None:
+    data = _data()
+    data["niah"] = {"adapter": {}}
+    text = markdown(data)
+    assert "Needle in a haystack (exact match)" not in text and "| 256 | 0.25 (n=4) |" in text

@@ -134,3 +134,28 @@ def test_time_limit_stops_saves_and_resumes(lm, tmp_path) -> None:
     assert [r["step"] for r in history] == [1]
     assert json.loads((tmp_path / "log.jsonl").read_text().splitlines()[-1])["step"] == 1
     assert Trainer(cfg, lm=lm).step == 1  # the state was saved at the stop
+
+
+def test_a_refreshed_pool_is_drawn_anew_and_a_resumed_run_draws_the_one_it_was_using(lm, tmp_path, monkeypatch):
+    import d2l_rag.training.trainer as trainer_module
+
+    seeds: list[int] = []
+    examples = [item.example for item in _pool(lm)]
+
+    def draw(lm_, cfg, seed, n=None, split="train"):
+        seeds.append(seed)
+        return examples
+
+    monkeypatch.setattr(trainer_module, "draw_examples", draw)
+    cfg = _config(tmp_path, steps=5).model_copy(update={"pool_refresh_steps": 2, "save_every": 3, "seed": 4})
+    Trainer(cfg, lm=lm).fit(until=3)
+    assert seeds == [4000, 4002]  # drawn at step 0 and at step 2
+    pools = [r for r in map(json.loads, (tmp_path / "log.jsonl").read_text().splitlines()) if "pool_kept" in r]
+    assert [r["step"] for r in pools] == [0, 2]
+    assert all(r["pool_drawn"] == len(examples) >= r["pool_kept"] > 0 for r in pools)
+    assert all(r["pool_draw_s"] >= 0 and r["pool_teacher_s"] > 0 for r in pools)
+    seeds.clear()
+    resumed = Trainer(cfg, lm=lm)
+    assert resumed.step == 3
+    resumed.fit()
+    assert seeds == [4002, 4004]  # the pool of steps 2-3 again, then step 4's
