@@ -26,7 +26,7 @@ __all__ = ["Paired", "compare_runs", "load_run", "markdown", "sign_test"]
 class Paired:
     """One section and length of two runs: how many questions each got right, and which."""
 
-    section: str  # "niah" or "facts"
+    section: str  # "niah", "word_niah" or "facts"
     length: str  # document tokens, or "all" for a section's total
     n: int
     right_a: int
@@ -63,7 +63,7 @@ def load_run(path: Path) -> dict[str, Any]:
 def _same_questions(a: dict[str, Any], b: dict[str, Any], section: str) -> str | None:
     """Why the two runs did not ask the same questions of `section`, or None when they did."""
     sa, sb = a["settings"], b["settings"]
-    if section == "niah":
+    if section in ("niah", "word_niah"):
         if sa.get("n_per_length") != sb.get("n_per_length"):
             return f"needles: {sa.get('n_per_length')} a length against {sb.get('n_per_length')}"
         return None
@@ -82,8 +82,8 @@ def compare_runs(a: dict[str, Any], b: dict[str, Any], mode: str = "adapter") ->
     section was left out. Raises ValueError when a run holds no per-question results to pair."""
     rows: list[Paired] = []
     skipped: list[str] = []
-    for section in ("niah", "facts"):
-        table_a, table_b = a[section].get(mode) or {}, b[section].get(mode) or {}
+    for section in ("niah", "word_niah", "facts"):
+        table_a, table_b = a.get(section, {}).get(mode) or {}, b.get(section, {}).get(mode) or {}
         lengths = sorted(set(table_a) & set(table_b), key=int)
         lengths = [k for k in lengths if table_a[k] and table_b[k]]  # None: in context beyond the window
         if not lengths:

@@ -6,6 +6,7 @@
     python -m benchmarks.niah --max-composed-chunks 0 ...                      # compose every chunk
     python -m benchmarks.niah --facts-split train ...                          # facts of the kind training saw
     python -m benchmarks.niah --facts-set fresh ...                            # facts drawn on this machine
+    python -m benchmarks.niah --word-lengths 1024,4096 ...                     # magic words (names, codes) too
 
 Modes: the D2L adapter with the question alone, in-context (where the document fits the window) and the base model
 with no document. Exact match: the first 4-digit number of the answer is the needle's; facts: the reference answer
@@ -43,6 +44,7 @@ def run(
     dtype: str | None = None,
     facts_set: FactsSet | None = None,
     modes: tuple[str, ...] = MODES,
+    word_lengths: list[int] | None = None,
 ) -> dict[str, Any]:
     import torch
     import transformers
@@ -60,6 +62,9 @@ def run(
     started = time.perf_counter()
     with torch.no_grad():
         niah = niah_eval(lm, hypernet, lengths, n, modes=modes, batch_size=batch_size, max_chunks=max_chunks)
+        words = niah_eval(
+            lm, hypernet, word_lengths or [], n, modes=modes, batch_size=batch_size, max_chunks=max_chunks, magic="word"
+        )
         facts = facts_eval(
             lm,
             hypernet,
@@ -73,10 +78,12 @@ def run(
         )
     return {
         "niah": niah,
+        "word_niah": words,
         "facts": facts,
         "settings": {
             "lengths": lengths,
             "n_per_length": n,
+            "word_lengths": word_lengths or [],
             "modes": list(modes),
             "facts_lengths": facts_lengths,
             "facts_n": facts_n,
@@ -132,9 +139,10 @@ def markdown(data: dict[str, Any]) -> str:
     ]
     for title, key in (
         ("Needle in a haystack (exact match)", "niah"),
+        ("Magic word in a haystack: an invented name or code (answer found)", "word_niah"),
         (_facts_title(data["settings"]), "facts"),
     ):
-        table = data[key]
+        table = data.get(key, {})  # no word_niah in JSON from before it was measured
         lengths = sorted({int(k) for mode in table.values() for k in mode}, key=int)
         if not lengths:  # the section was not asked for (--lengths '' or --facts-lengths '')
             continue
@@ -160,18 +168,23 @@ def markdown(data: dict[str, Any]) -> str:
 
 
 def _facts_by_type(facts: dict[str, Any]) -> list[str]:
-    """Right answers by fact type, summed over lengths (JSON from before the count was kept has none)."""
+    """Right answers by fact type and by answer form, summed over lengths (JSON from before a count was kept has
+    no such table)."""
+    return _facts_counted(facts, "by_type", "fact type") + _facts_counted(facts, "by_answer", "answer form")
+
+
+def _facts_counted(facts: dict[str, Any], key: str, label: str) -> list[str]:
     counts: dict[str, dict[str, list[int]]] = {}
     for mode, table in facts.items():
         for result in table.values():
-            for kind, c in (result or {}).get("by_type", {}).items():
+            for kind, c in (result or {}).get(key, {}).items():
                 total = counts.setdefault(kind, {}).setdefault(mode, [0, 0])
                 total[0] += c["right"]
                 total[1] += c["n"]
     if not counts:
         return []
     modes = list(facts)
-    lines = ["", "## Facts right by fact type (all lengths)", "", "| fact type | " + " | ".join(modes) + " |"]
+    lines = ["", f"## Facts right by {label} (all lengths)", "", f"| {label} | " + " | ".join(modes) + " |"]
     lines.append("|---" * (len(modes) + 1) + "|")
     for kind, by_mode in sorted(counts.items()):
         cells = [f"{by_mode[m][0]}/{by_mode[m][1]}" if m in by_mode else "n/a" for m in modes]
@@ -233,6 +246,9 @@ def main(argv: list[str] | None = None) -> None:
         "--lengths", default=",".join(map(str, DEFAULT_LENGTHS)), help="needle document lengths ('' = no needles)"
     )
     parser.add_argument("--n", type=int, default=50, help="needle examples per length (depths cycle over 10 bins)")
+    parser.add_argument(
+        "--word-lengths", default="", help="magic-word needle document lengths, --n a length (default: none)"
+    )
     parser.add_argument("--facts-lengths", default="256,1024", help="facts document lengths ('' = no facts)")
     parser.add_argument("--facts-n", type=int, default=100)
     parser.add_argument("--facts-split", choices=("heldout", "train"), default="heldout")
@@ -290,6 +306,7 @@ def main(argv: list[str] | None = None) -> None:
         args.dtype,
         saved,
         modes,
+        _lengths(args.word_lengths, "--word-lengths"),
     )
     write(data, args.out)
     print(markdown(data))

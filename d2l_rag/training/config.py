@@ -21,6 +21,9 @@ class DataMix(BaseModel):
     negative: float = Field(default=0.1, ge=0, description="Haystacks without the needle (answer: not there).")
     facts: float = Field(default=0.4, ge=0, description="Fictional facts planted in real prose.")
     prose: float = Field(default=0.1, ge=0, description="Questions about real prose written by the base model.")
+    word_needle: float = Field(
+        default=0.0, ge=0, description="Magic-word needle: an invented name or code to spell back (names, codes)."
+    )
     asked_facts: dict[str, float] = Field(
         default_factory=dict,
         description="Relative weights of the asked fact's type (e.g. {'vault': 3}); types left out weigh 1, so "
@@ -29,7 +32,7 @@ class DataMix(BaseModel):
 
     @model_validator(mode="after")
     def _some_weight(self) -> DataMix:
-        if self.needle + self.negative + self.facts + self.prose <= 0:
+        if self.needle + self.negative + self.facts + self.prose + self.word_needle <= 0:
             raise ValueError("the data mix needs at least one positive weight")
         return self
 

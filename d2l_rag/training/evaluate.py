@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Mapping, Sequence
+from typing import Literal
 
 from d2l_rag.adapters.builder import AdapterBuilder
 from d2l_rag.config import GenerationConfig
@@ -19,7 +20,7 @@ from d2l_rag.training.examples import QAExample, Split
 from d2l_rag.training.facts import make_facts_example
 from d2l_rag.training.needle import N_DEPTH_BINS, make_needle_example
 from d2l_rag.training.pool import token_counter
-from d2l_rag.training.scoring import answer_contains, magic_number_correct
+from d2l_rag.training.scoring import answer_contains, answer_form, magic_number_correct
 
 __all__ = [
     "FACTS_SEED",
@@ -58,6 +59,7 @@ def _score_modes(
         correct: list[bool] = []
         by_depth: dict[str, list[bool]] = {}
         by_type: dict[str, list[bool]] = {}
+        by_answer: dict[str, list[bool]] = {}
         answers = []
         for start in range(0, len(examples), batch_size):
             batch = examples[start : start + batch_size]
@@ -75,6 +77,7 @@ def _score_modes(
                 by_depth.setdefault(str(min(int((ex.depth or 0) * N_DEPTH_BINS), N_DEPTH_BINS - 1)), []).append(ok)
                 if "fact_type" in ex.meta:
                     by_type.setdefault(ex.meta["fact_type"], []).append(ok)
+                    by_answer.setdefault(answer_form(ex.answer), []).append(ok)
         result: dict[str, object] = {
             "accuracy": sum(correct) / len(correct),
             "n": len(correct),
@@ -84,6 +87,7 @@ def _score_modes(
         }
         if by_type:  # counts, not fractions: a type drawn 6 times out of 100 needs its n read with it
             result["by_type"] = {k: {"right": sum(v), "n": len(v)} for k, v in sorted(by_type.items())}
+            result["by_answer"] = {k: {"right": sum(v), "n": len(v)} for k, v in sorted(by_answer.items())}
         out[mode] = result
     return out
 
@@ -128,13 +132,16 @@ def niah_eval(
     max_new_tokens: int = 24,
     chunk_tokens: int | None = None,
     max_chunks: int | None = None,
+    magic: Literal["number", "word"] = "number",
 ) -> dict[str, dict[str, object]]:
-    """{mode: {length: result}}; held-out needles (one number in five, by hash), depths cycled over the 10 bins."""
+    """{mode: {length: result}}; held-out needles (one number in five, by hash), depths cycled over the 10 bins.
+
+    `magic="word"`: held-out magic words (invented names and codes), right when the answer holds the word."""
     count = token_counter(lm)
 
     def needles(rng: random.Random, length: int) -> list[QAExample]:
         return [
-            make_needle_example(rng, length, count, depth_bin=i % N_DEPTH_BINS, split="heldout")
+            make_needle_example(rng, length, count, depth_bin=i % N_DEPTH_BINS, split="heldout", magic=magic)
             for i in range(n_per_length)
         ]
 
@@ -143,7 +150,7 @@ def niah_eval(
         hypernet,
         lengths,
         needles,
-        magic_number_correct,
+        magic_number_correct if magic == "number" else answer_contains,
         seed=seed,
         modes=modes,
         batch_size=batch_size,

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from d2l_rag.training.examples import QAExample, Split
 from d2l_rag.training.prose import cut_text, prose_text, sentence_ends
 
-__all__ = ["FACT_TYPES", "Fact", "facts_dataset", "make_fact", "make_facts_example", "name_split"]
+__all__ = ["FACT_TYPES", "Fact", "facts_dataset", "magic_word", "make_fact", "make_facts_example", "name_split"]
 
 _HELDOUT_EVERY = 5
 _ONSETS = ["b", "br", "c", "cr", "d", "dr", "f", "fl", "g", "gr", "h", "j", "k", "kr", "l", "m", "n", "p", "pr"]
@@ -196,6 +196,17 @@ def make_fact(rng: random.Random, kind: str, split: Split = "train", used: set[s
     if used is not None:
         namer.used = used
     return _MAKERS[kind](namer, rng)
+
+
+def magic_word(rng: random.Random, split: Split = "train") -> str:
+    """An invented name or code of the kinds the facts plant (a word, a town, a person's name, a vault code), from
+    one split: the magic-word needle asks the adapter to spell one back, as name and code questions do."""
+    namer = _Namer(rng, split)
+    kind = rng.choice(("word", "town", "person", "code"))
+    if kind == "person":
+        first, last, _ = namer.person()
+        return f"{first} {last}"
+    return namer.town() if kind == "town" else namer.code() if kind == "code" else namer.word()
 
 
 def _plant(prose: str, sentences: list[str], rng: random.Random) -> str:

@@ -1,5 +1,8 @@
 """Needle in a haystack: a "special magic number" hidden at a chosen depth in repeated filler lines.
 
+The magic-word variant hides an invented name or code instead (`magic="word"`): the same haystack and depths, but
+the answer is rare sub-word pieces to copy rather than four digits, which is what name and code facts ask.
+
 The format follows the reference evaluation, so numbers measured here compare with published ones. Documents
 can be 64k tokens long, so the token counter is called on one filler line and on the needle, and the number of
 lines is computed, instead of growing the text and re-tokenising it. The needle gets a line of its own at a
@@ -11,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import random
 from collections.abc import Callable, Iterator, Sequence
+from typing import Literal
 
 from d2l_rag.training.examples import QAExample, Split
 
@@ -18,20 +22,27 @@ __all__ = [
     "FILLER",
     "N_DEPTH_BINS",
     "QUESTION",
+    "WORD_QUESTION",
     "make_needle_example",
     "needle_dataset",
     "needle_sentence",
     "number_split",
+    "word_needle_sentence",
 ]
 
 FILLER = "The grass is green. The sky is blue. The sun is yellow. Here we go. There and back again."
 QUESTION = "What is the special magic number? Reply with only the number."
+WORD_QUESTION = "What is the special magic word? Reply with only the word."
 N_DEPTH_BINS = 10
 _SEP = "\n"  # filler lines and the needle are separate lines
 
 
 def needle_sentence(number: int) -> str:
     return f"The special magic number is {number}."
+
+
+def word_needle_sentence(word: str) -> str:
+    return f"The special magic word is {word}."
 
 
 def number_split(number: int) -> Split:
@@ -90,10 +101,12 @@ def make_needle_example(
     split: Split = "train",
     with_needle: bool = True,
     teacher_tokens: int | None = None,
+    magic: Literal["number", "word"] = "number",
 ) -> QAExample:
     """One haystack of about `target_tokens` tokens (within 5% or one filler line) with the needle in `depth_bin`.
 
     `with_needle=False` gives a negative: the same haystack and question with no number anywhere (answer "").
+    `magic="word"` hides an invented name or code of `split` (kind "word_needle", scored as a facts answer is).
     `teacher_tokens`: when the haystack is longer, the example carries a haystack of about that length with
     the same needle in the same depth bin for the teacher to read (the filler is uniform, so the teacher's
     answer does not depend on how much of it there is).
@@ -104,6 +117,10 @@ def make_needle_example(
         raise ValueError(f"split must be 'train' or 'heldout', got {split!r}")
     if teacher_tokens is not None and teacher_tokens <= 0:
         raise ValueError(f"teacher_tokens must be > 0, got {teacher_tokens}")
+    if magic not in ("number", "word"):
+        raise ValueError(f"magic must be 'number' or 'word', got {magic!r}")
+    if magic == "word" and not with_needle:
+        raise ValueError("a magic-word haystack always holds its word: negatives are number haystacks")
     line_tokens = count_tokens(FILLER + _SEP)
     shorten = teacher_tokens is not None and target_tokens > teacher_tokens
     if not with_needle:
@@ -113,8 +130,14 @@ def make_needle_example(
         meta = {"needle": "none", "lines": str(n_lines)}
         return QAExample(document, QUESTION, "", "negative", None, meta, teacher_document=teacher)
 
-    number = _draw_number(rng, split)
-    needle = needle_sentence(number)
+    if magic == "word":
+        from d2l_rag.training.facts import magic_word
+
+        answer = magic_word(rng, split)
+        needle, question, kind = word_needle_sentence(answer), WORD_QUESTION, "word_needle"
+    else:
+        answer = str(_draw_number(rng, split))
+        needle, question, kind = needle_sentence(int(answer)), QUESTION, "needle"
     needle_tokens = count_tokens(needle + _SEP)
     bin_ = rng.randrange(N_DEPTH_BINS) if depth_bin is None else depth_bin
 
@@ -125,8 +148,8 @@ def make_needle_example(
     document = haystack_with_needle(n_lines)
     teacher = haystack_with_needle(_line_count(teacher_tokens, line_tokens, needle_tokens)) if shorten else None
     depth = document.index(needle) / len(document)
-    meta = {"number": str(number), "depth_bin": str(int(depth * N_DEPTH_BINS)), "lines": str(n_lines)}
-    return QAExample(document, QUESTION, str(number), "needle", depth, meta, teacher_document=teacher)
+    meta = {magic: answer, "depth_bin": str(int(depth * N_DEPTH_BINS)), "lines": str(n_lines)}
+    return QAExample(document, question, answer, kind, depth, meta, teacher_document=teacher)
 
 
 def needle_dataset(

@@ -54,18 +54,28 @@ def _examples(lm: FrozenLM, cfg: TrainConfig, rng: random.Random, n: int, split:
 
     count = token_counter(lm)
     mix = cfg.mix
+    # word_needle last: with its weight 0 the draws of older configs, and so their pools, stay what they were
     kinds = rng.choices(
-        ["needle", "negative", "facts", "prose"], weights=[mix.needle, mix.negative, mix.facts, mix.prose], k=n
+        ["needle", "negative", "facts", "prose", "word_needle"],
+        weights=[mix.needle, mix.negative, mix.facts, mix.prose, mix.word_needle],
+        k=n,
     )
     examples: list[QAExample] = []
     passages: list[str] = []
     for kind in kinds:
         length = _length(rng, cfg, teacher_reads_it=kind in ("facts", "prose"))
-        if kind in ("needle", "negative"):
-            needle = kind == "needle"
-            teacher_tokens = cfg.teacher_max_doc_tokens
+        if kind in ("needle", "negative", "word_needle"):
+            magic = "word" if kind == "word_needle" else "number"
             examples.append(
-                make_needle_example(rng, length, count, split=split, with_needle=needle, teacher_tokens=teacher_tokens)
+                make_needle_example(
+                    rng,
+                    length,
+                    count,
+                    split=split,
+                    with_needle=kind != "negative",
+                    teacher_tokens=cfg.teacher_max_doc_tokens,
+                    magic=magic,
+                )
             )
         elif kind == "facts":
             from d2l_rag.training.facts import FACT_TYPES, make_facts_example

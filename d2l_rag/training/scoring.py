@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["answer_contains", "answer_is_right", "magic_number_correct"]
+__all__ = ["ANSWER_FORMS", "answer_contains", "answer_form", "answer_is_right", "magic_number_correct"]
+
+ANSWER_FORMS = ("number", "date", "code", "name")
 
 
 def magic_number_correct(answer: str, expected: str) -> bool:
@@ -28,3 +30,14 @@ def answer_is_right(kind: str, answer: str, expected: str) -> bool | None:
     if not expected:
         return None
     return magic_number_correct(answer, expected) if kind == "needle" else answer_contains(answer, expected)
+
+
+def answer_form(reference: str) -> str:
+    """What a reference asks the model to spell: a "number" (digits, thousands commas), a "date" (7 September
+    1801), a "code" (letters and digits) or a "name". A fact's type does not say it: founders and inventors are
+    asked as a year or as a person."""
+    if re.fullmatch(r"\d[\d,]*", reference):
+        return "number"
+    if re.fullmatch(r"\d{1,2} [A-Z][a-z]+ \d{3,4}", reference):
+        return "date"
+    return "code" if re.search(r"\d", reference) else "name"

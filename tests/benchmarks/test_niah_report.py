@@ -39,6 +39,15 @@ def test_facts_by_type_sums_over_lengths_per_mode() -> None:
     assert "| river | 3/6 | 1/2 |" in text
 
 
+def test_facts_by_answer_form_sum_over_lengths_per_mode() -> None:
+    data = _data()
+    data["facts"]["adapter"]["256"]["by_answer"] = {"name": {"right": 0, "n": 2}, "number": {"right": 1, "n": 2}}
+    data["facts"]["adapter"]["1024"]["by_answer"] = {"number": {"right": 2, "n": 4}}
+    text = markdown(data)
+    assert "| answer form | adapter | in_context |" in text
+    assert "| name | 0/2 | n/a |" in text and "| number | 3/6 | n/a |" in text
+
+
 def test_results_without_type_counts_render_without_that_table() -> None:
     data = copy.deepcopy(_data())
     for table in data["facts"].values():

@@ -9,10 +9,17 @@ from collections import Counter
 import pytest
 
 from d2l_rag.training.facts import FACT_TYPES, facts_dataset, make_fact, make_facts_example, name_split
-from d2l_rag.training.needle import FILLER, QUESTION, make_needle_example, needle_dataset, number_split
+from d2l_rag.training.needle import (
+    FILLER,
+    QUESTION,
+    WORD_QUESTION,
+    make_needle_example,
+    needle_dataset,
+    number_split,
+)
 from d2l_rag.training.prose import _passages_by_source, prose_passages, prose_text, source_split
 from d2l_rag.training.prose_questions import PROMPTS, generate_prose_questions, parse_question
-from d2l_rag.training.scoring import answer_contains
+from d2l_rag.training.scoring import answer_contains, answer_form
 
 
 def words(text: str) -> int:
@@ -98,6 +105,28 @@ def test_needle_rejects_a_bad_bin():
         make_needle_example(random.Random(0), 100, words, depth_bin=10)
     with pytest.raises(ValueError, match="teacher_tokens must be > 0"):
         make_needle_example(random.Random(0), 100, words, teacher_tokens=0)
+
+
+@pytest.mark.parametrize("length", [200, 2000])
+def test_magic_word_once_at_its_depth_bin_with_a_name_or_code_of_its_split(length):
+    forms = Counter()
+    for seed in range(40):
+        split = "heldout" if seed % 2 else "train"
+        ex = make_needle_example(random.Random(seed), length, words, depth_bin=seed % 10, split=split, magic="word")
+        assert ex.kind == "word_needle" and ex.question == WORD_QUESTION and ex.meta["word"] == ex.answer
+        assert ex.document.count(f"The special magic word is {ex.answer}.") == 1
+        assert int(ex.depth * 10) == seed % 10 and answer_contains(ex.document, ex.answer)
+        names = ex.answer.split(" ")  # a person's first and last name are drawn one by one
+        assert {name_split(name) for name in names} == {split}
+        forms[answer_form(ex.answer)] += 1
+    assert set(forms) == {"name", "code"}
+
+
+def test_magic_word_needs_a_word():
+    with pytest.raises(ValueError, match="negatives are number haystacks"):
+        make_needle_example(random.Random(0), 100, words, with_needle=False, magic="word")
+    with pytest.raises(ValueError, match="magic must be 'number' or 'word'"):
+        make_needle_example(random.Random(0), 100, words, magic="letter")
 
 
 # --- facts --------------------------------------------------------------------------------------------------

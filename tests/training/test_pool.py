@@ -9,6 +9,7 @@ from d2l_rag.model.chunking import tokenize_document
 from d2l_rag.testing import tiny_llama
 from d2l_rag.training.config import DataMix, TrainConfig
 from d2l_rag.training.facts import FACT_TYPES
+from d2l_rag.training.needle import WORD_QUESTION
 from d2l_rag.training.pool import build_pool
 
 
@@ -137,3 +138,20 @@ def test_fact_sentence_answers_keep_missed_facts_with_the_fact_as_answer(lm, mon
 def test_fact_sentence_answers_need_teacher_right_only():
     with pytest.raises(ValidationError, match="fact_sentence_answers replaces the answers teacher_right_only"):
         TrainConfig(fact_sentence_answers=True)
+
+
+def test_magic_word_needles_join_the_pool_and_weight_zero_draws_as_before(lm, seen):
+    import random
+
+    from d2l_rag.training.pool import _examples
+
+    cfg = _config(pool_size=30, max_doc_tokens=300, mix=DataMix(needle=1, negative=0, facts=0, prose=0, word_needle=2))
+    items = build_pool(lm, cfg, seed=11)
+    kinds = Counter(ex.kind for ex in seen)
+    assert set(kinds) == {"needle", "word_needle"} and kinds["word_needle"] > kinds["needle"]
+    assert {i.example.question for i in items if i.example.kind == "word_needle"} <= {WORD_QUESTION}
+    # the word needle's weight comes last, so a mix without it draws the kinds the four-kind draw did
+    mix = DataMix(needle=1, negative=1, facts=0, prose=0)
+    drawn = _examples(lm, _config(max_doc_tokens=300, mix=mix), random.Random(3), 20, "train")
+    four = random.Random(3).choices(["needle", "negative", "facts", "prose"], weights=[1, 1, 0, 0], k=20)
+    assert [ex.kind for ex in drawn] == four

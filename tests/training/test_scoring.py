@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from d2l_rag.training.scoring import answer_is_right
+from d2l_rag.training.scoring import ANSWER_FORMS, answer_form, answer_is_right
 
 
 @pytest.mark.parametrize(
@@ -21,3 +21,26 @@ from d2l_rag.training.scoring import answer_is_right
 )
 def test_answer_is_right_by_kind(kind, answer, expected, right):
     assert answer_is_right(kind, answer, expected) is right
+
+
+@pytest.mark.parametrize(
+    ("reference", "form"),
+    [
+        ("1934", "number"),
+        ("292,096", "number"),
+        ("7 September 1801", "date"),
+        ("C99109", "code"),
+        ("GN-4905-K", "code"),
+        ("Kraecraa Drorwright", "name"),
+        ("Zolhaven", "name"),
+    ],
+)
+def test_answer_form_says_what_the_reference_asks_to_spell(reference: str, form: str) -> None:
+    assert answer_form(reference) == form
+
+
+def test_every_saved_facts_answer_has_one_of_the_forms() -> None:
+    from benchmarks.facts_set import DEFAULT_FACTS_SET, load_facts_set
+
+    forms = {answer_form(ex.answer) for examples in load_facts_set(DEFAULT_FACTS_SET).values() for ex in examples}
+    assert forms == set(ANSWER_FORMS)
