@@ -271,13 +271,19 @@ class Trainer:
         with torch.no_grad(), self.accelerator.autocast():
             niah = niah_eval(self.lm, loaded, self.cfg.eval_lengths, self.cfg.eval_examples, modes=("adapter",))
             facts = facts_eval(self.lm, loaded, self.cfg.eval_lengths[:1], self.cfg.eval_examples, modes=("adapter",))
+            words = None
+            if self.cfg.mix.word_needle:  # what the run trains for: held-out magic words
+                lengths, n = self.cfg.eval_lengths[:1], self.cfg.eval_examples
+                words = niah_eval(self.lm, loaded, lengths, n, modes=("adapter",), magic="word")
         net.train()
         summary = {
             "eval_niah": {k: v["accuracy"] for k, v in niah["adapter"].items() if v},
             "eval_facts": {k: v["accuracy"] for k, v in facts["adapter"].items() if v},
         }
+        if words is not None:
+            summary["eval_words"] = {k: v["accuracy"] for k, v in words["adapter"].items() if v}
         self.accelerator.print(f"eval step {self.step}: {summary}")
         if log_path is not None:
             with log_path.open("a") as f:
                 f.write(json.dumps({"step": self.step, **summary}) + "\n")
-        return {"niah": niah, "facts": facts}
+        return {"niah": niah, "facts": facts} | ({"words": words} if words is not None else {})

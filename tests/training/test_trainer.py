@@ -98,6 +98,16 @@ def test_periodic_eval_logs_niah_and_facts_accuracy(tmp_path):
     assert set(logged) == {"step", "eval_niah", "eval_facts"}
 
 
+def test_a_run_that_trains_on_magic_words_also_evaluates_them(tmp_path):
+    lm = tiny_llama(seed=0)
+    cfg = _config(tmp_path, steps=1).model_copy(update={"eval_lengths": [48], "eval_examples": 2})
+    cfg = cfg.model_copy(update={"mix": cfg.mix.model_copy(update={"word_needle": 0.2})})
+    result = Trainer(cfg, lm=lm).evaluate(tmp_path / "log.jsonl")
+    assert result["words"]["adapter"]["48"]["n"] == 2
+    logged = json.loads((tmp_path / "log.jsonl").read_text().splitlines()[-1])
+    assert set(logged) == {"step", "eval_niah", "eval_facts", "eval_words"}
+
+
 def test_gradient_free_chunks_give_the_same_loras_in_order(lm, tmp_path) -> None:
     cfg = _config(tmp_path, steps=1).model_copy(update={"encode_batch": 2})
     trainer = Trainer(cfg, lm=lm)
