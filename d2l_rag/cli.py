@@ -307,8 +307,11 @@ def eval_niah(
         int | None,
         typer.Option(min=0, help="Chunks an adapter composes, most salient kept (default: checkpoint's; 0 = all)."),
     ] = None,
+    magic: Annotated[
+        str, typer.Option(help="What the needle hides: number (the reference test) or word (an invented name or code).")
+    ] = "number",
 ) -> None:
-    """Needle-in-a-haystack accuracy by length and mode (held-out magic numbers)."""
+    """Needle-in-a-haystack accuracy by length and mode (held-out magic numbers, or magic words)."""
     from d2l_rag.default_checkpoint import find_checkpoint
     from d2l_rag.model import load_checkpoint
     from d2l_rag.training.evaluate import MODES, niah_eval
@@ -318,6 +321,8 @@ def eval_niah(
     unknown = sorted(set(chosen) - set(MODES))
     if unknown or not chosen:
         raise InvalidInputError(f"--modes takes a comma-separated subset of {', '.join(MODES)}; got {modes!r}")
+    if magic not in ("number", "word"):
+        raise InvalidInputError(f"--magic takes number or word; got {magic!r}")
     options: _Options = ctx.obj
     lm = _load_model(options.model)
     path = checkpoint or options.checkpoint or find_checkpoint(lm)
@@ -326,9 +331,16 @@ def eval_niah(
     hypernet = load_checkpoint(path, lm) if path is not None else None
     with Console(stderr=True).status("evaluating"):
         results = niah_eval(
-            lm, hypernet, sizes, n, modes=chosen, max_new_tokens=max_new_tokens, max_chunks=max_composed_chunks
+            lm,
+            hypernet,
+            sizes,
+            n,
+            modes=chosen,
+            max_new_tokens=max_new_tokens,
+            max_chunks=max_composed_chunks,
+            magic="word" if magic == "word" else "number",
         )
-    table = Table(title=f"Needle in a haystack ({n} per length)")
+    table = Table(title=f"Needle in a haystack, magic {magic} ({n} per length)")
     table.add_column("tokens", justify="right")
     for mode in chosen:
         table.add_column(mode, justify="right")

@@ -64,6 +64,7 @@ def test_errors_before_any_model_loads(no_model, tmp_path: Path) -> None:
     assert_one_line_error(invoke("train", "--config", str(bad), cache=tmp_path), "Expecting property name")
     assert_one_line_error(invoke("eval-niah", "--modes", "adapter,magic", cache=tmp_path), "--modes")
     assert_one_line_error(invoke("eval-niah", "--lengths", "12,abc", cache=tmp_path), "--lengths")
+    assert_one_line_error(invoke("eval-niah", "--magic", "letter", cache=tmp_path), "--magic")
     usage = invoke("ask", cache=tmp_path)  # missing argument: click's usage error, exit code 2
     assert usage.exit_code == 2
     listed = invoke("list", cache=tmp_path / "empty")
@@ -145,3 +146,8 @@ def test_eval_niah_prints_a_table_and_writes_json(with_model, tmp_path: Path) ->
     assert set(data["results"]) == {"in_context", "no_document"}
     assert data["results"]["no_document"]["64"]["n"] == 1
     assert "in_context" in result.output and "64" in result.output
+    words = invoke(
+        "eval-niah", "--lengths", "64", "--n", "1", *modes, "--magic", "word", "--out", str(out), cache=tmp_path
+    )
+    assert words.exit_code == 0, words.output
+    assert "magic word" in words.output and json.loads(out.read_text())["results"]["no_document"]["64"]["n"] == 1
