@@ -86,10 +86,13 @@ def _score_modes(
             "right": correct,  # per example, in the order asked: two runs on the same questions compare pairwise
         }
         if by_type:  # counts, not fractions: a type drawn 6 times out of 100 needs its n read with it
-            result["by_type"] = {k: {"right": sum(v), "n": len(v)} for k, v in sorted(by_type.items())}
-            result["by_answer"] = {k: {"right": sum(v), "n": len(v)} for k, v in sorted(by_answer.items())}
+            result["by_type"], result["by_answer"] = _right_counts(by_type), _right_counts(by_answer)
         out[mode] = result
     return out
+
+
+def _right_counts(groups: dict[str, list[bool]]) -> dict[str, dict[str, int]]:
+    return {k: {"right": sum(v), "n": len(v)} for k, v in sorted(groups.items())}
 
 
 def _eval_by_length(

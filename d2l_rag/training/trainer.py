@@ -193,10 +193,14 @@ class Trainer:
             f"pool of {len(pool)} examples ({kind_counts(pool)}) of {len(examples)} drawn at step {self.step}: "
             f"drawing {record['pool_draw_s']:.1f}s, teacher {record['pool_teacher_s']:.1f}s"
         )
-        if acc.is_main_process:
+        self._log(log_path, record)
+        return pool
+
+    def _log(self, log_path: Path, record: dict[str, Any]) -> None:
+        """One line of log.jsonl, written by the main process only."""
+        if self.accelerator.is_main_process:
             with log_path.open("a") as f:
                 f.write(json.dumps(record) + "\n")
-        return pool
 
     # -- the loop -----------------------------------------------------------------------------------
     def fit(self, pool: list[PoolItem] | None = None, until: int | None = None) -> list[dict[str, float]]:
@@ -242,9 +246,7 @@ class Trainer:
                 out_of_time = acc.reduce(late, reduction="sum").item() > 0
             final = self.step == cfg.steps or out_of_time
             if self.step % cfg.log_every == 0 or final:
-                if acc.is_main_process:
-                    with log_path.open("a") as f:
-                        f.write(json.dumps(record) + "\n")
+                self._log(log_path, record)
                 acc.print(
                     f"step {self.step} loss {total:.4f} gnorm {float(grad_norm):.3f} "
                     f"lr {record['lr']:.2e} chunks {info.get('chunks', 0):.0f} {record['elapsed_s']:.0f}s"
@@ -276,14 +278,9 @@ class Trainer:
                 lengths, n = self.cfg.eval_lengths[:1], self.cfg.eval_examples
                 words = niah_eval(self.lm, loaded, lengths, n, modes=("adapter",), magic="word")
         net.train()
-        summary = {
-            "eval_niah": {k: v["accuracy"] for k, v in niah["adapter"].items() if v},
-            "eval_facts": {k: v["accuracy"] for k, v in facts["adapter"].items() if v},
-        }
-        if words is not None:
-            summary["eval_words"] = {k: v["accuracy"] for k, v in words["adapter"].items() if v}
+        scored = {"eval_niah": niah, "eval_facts": facts} | ({"eval_words": words} if words is not None else {})
+        summary = {key: {k: v["accuracy"] for k, v in result["adapter"].items() if v} for key, result in scored.items()}
         self.accelerator.print(f"eval step {self.step}: {summary}")
         if log_path is not None:
-            with log_path.open("a") as f:
-                f.write(json.dumps({"step": self.step, **summary}) + "\n")
+            self._log(log_path, {"step": self.step, **summary})
         return {"niah": niah, "facts": facts} | ({"words": words} if words is not None else {})
