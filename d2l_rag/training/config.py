@@ -24,6 +24,12 @@ class DataMix(BaseModel):
     word_needle: float = Field(
         default=0.0, ge=0, description="Magic-word needle: an invented name or code to spell back (names, codes)."
     )
+    word_prose: float = Field(
+        default=0.0, ge=0, description="The magic word planted in real prose (with 0-3 facts around it) to spell back."
+    )
+    facts_filler: float = Field(
+        default=0.0, ge=0, description="Fictional facts planted in the needle's filler haystack instead of prose."
+    )
     asked_facts: dict[str, float] = Field(
         default_factory=dict,
         description="Relative weights of the asked fact's type (e.g. {'vault': 3}); types left out weigh 1, so "
@@ -32,7 +38,7 @@ class DataMix(BaseModel):
 
     @model_validator(mode="after")
     def _some_weight(self) -> DataMix:
-        if self.needle + self.negative + self.facts + self.prose + self.word_needle <= 0:
+        if sum(self.kind_weights().values()) <= 0:
             raise ValueError("the data mix needs at least one positive weight")
         return self
 
@@ -47,6 +53,12 @@ class DataMix(BaseModel):
         if not any(self.fact_type_weights()):
             raise ValueError("asked_facts gives every fact type weight 0")
         return self
+
+    def kind_weights(self) -> dict[str, float]:
+        """Weight of each example kind, in the order the pool draws them: a kind added later goes last, so with its
+        weight 0 the draws of older configs, and so their pools, stay what they were."""
+        kinds = ("needle", "negative", "facts", "prose", "word_needle", "word_prose", "facts_filler")
+        return {kind: getattr(self, kind) for kind in kinds}
 
     def fact_type_weights(self) -> list[float]:
         """Weights aligned with facts.FACT_TYPES."""

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from d2l_rag.training.examples import QAExample, Split
 from d2l_rag.training.prose import cut_text, prose_text, sentence_ends
 
-__all__ = ["FACT_TYPES", "Fact", "facts_dataset", "magic_word", "make_fact", "make_facts_example", "name_split"]
+__all__ = ["FACT_TYPES", "Fact", "facts_dataset", "magic_word", "make_fact", "make_facts_example", "name_split", "plant_in_prose"]
 
 _HELDOUT_EVERY = 5
 _ONSETS = ["b", "br", "c", "cr", "d", "dr", "f", "fl", "g", "gr", "h", "j", "k", "kr", "l", "m", "n", "p", "pr"]
@@ -234,9 +234,6 @@ def make_facts_example(
     """Prose of about `target_tokens` tokens with `n_facts` fictional facts; a question about one of them.
 
     `asked_kind`: the type of the asked fact (None = any); the other facts are of any type.
-
-    The token counter runs on the facts, once on a sample of the prose (to learn its characters per token)
-    and on the result (at most three corrections while it is off by more than 5%), never in a growing loop.
     """
     if n_facts < 1:
         raise ValueError(f"n_facts must be at least 1, got {n_facts}")
@@ -247,7 +244,28 @@ def make_facts_example(
     for i in range(n_facts):
         kind = asked_kind if i == 0 and asked_kind else rng.choice(FACT_TYPES)
         facts.append(make_fact(rng, kind, split, used))
-    sentences = [f.sentence for f in facts]
+    document = plant_in_prose(rng, [f.sentence for f in facts], target_tokens, count_tokens, split)
+    asked = facts[0]
+    question, answer = rng.choice(asked.questions)
+    meta = {
+        "fact_type": asked.kind,
+        "n_facts": str(n_facts),
+        "names": "|".join(name for f in facts for name in f.names),
+        "asked_names": "|".join(asked.names),
+        "fact": asked.sentence,
+    }
+    return QAExample(document, question, answer, "facts", document.index(asked.sentence) / len(document), meta)
+
+
+def plant_in_prose(
+    rng: random.Random, sentences: list[str], target_tokens: int, count_tokens: Callable[[str], int], split: Split
+) -> str:
+    """Real prose of `split` with `sentences` planted in random order, about `target_tokens` tokens in all.
+
+    The token counter runs on the sentences, once on a sample of the prose (to learn its characters per token)
+    and on the result (at most three corrections while it is off by more than 5%), never in a growing loop.
+    """
+    sentences = list(sentences)
     rng.shuffle(sentences)  # the asked fact lands in a random stratum
     fact_tokens = count_tokens(" ".join(sentences))
     budget = max(0, target_tokens - fact_tokens)
@@ -264,17 +282,7 @@ def make_facts_example(
         chars = int(len(prose) * budget / max(total - fact_tokens, 1))
         prose = cut_text(pool, chars, tolerance=0.05 if attempt == 0 else 0.0)
         document = _plant(prose, sentences, rng)
-
-    asked = facts[0]
-    question, answer = rng.choice(asked.questions)
-    meta = {
-        "fact_type": asked.kind,
-        "n_facts": str(n_facts),
-        "names": "|".join(name for f in facts for name in f.names),
-        "asked_names": "|".join(asked.names),
-        "fact": asked.sentence,
-    }
-    return QAExample(document, question, answer, "facts", document.index(asked.sentence) / len(document), meta)
+    return document
 
 
 def facts_dataset(

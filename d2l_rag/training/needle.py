@@ -27,6 +27,7 @@ __all__ = [
     "needle_dataset",
     "needle_sentence",
     "number_split",
+    "plant_in_filler",
     "word_needle_sentence",
 ]
 
@@ -150,6 +151,26 @@ def make_needle_example(
     depth = document.index(needle) / len(document)
     meta = {magic: answer, "depth_bin": str(int(depth * N_DEPTH_BINS)), "lines": str(n_lines)}
     return QAExample(document, question, answer, kind, depth, meta, teacher_document=teacher)
+
+
+def plant_in_filler(
+    rng: random.Random, sentences: Sequence[str], target_tokens: int, count_tokens: Callable[[str], int]
+) -> str:
+    """The filler haystack of about `target_tokens` tokens with `sentences` planted on lines of their own, the i-th
+    at a sentence boundary in the i-th of len(sentences) equal strata of depth (so facts, not only needles, can be
+    asked about in the needle's setting)."""
+    if not sentences:
+        raise ValueError("plant_in_filler needs at least one sentence")
+    n_lines = _line_count(target_tokens, count_tokens(FILLER + _SEP), count_tokens(_SEP.join(sentences) + _SEP))
+    haystack = _SEP.join([FILLER] * n_lines)
+    starts, n = _sentence_starts(n_lines), len(sentences)
+    offsets = []
+    for i in range(n):
+        inside = [s for s in starts if i / n <= s / len(haystack) < (i + 1) / n] or starts
+        offsets.append(rng.choice(inside))
+    for offset, sentence in sorted(zip(offsets, sentences, strict=True), key=lambda p: -p[0]):
+        haystack = _insert(haystack, offset, sentence)  # the last first, so earlier offsets still hold
+    return haystack
 
 
 def needle_dataset(

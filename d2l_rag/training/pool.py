@@ -54,16 +54,13 @@ def _examples(lm: FrozenLM, cfg: TrainConfig, rng: random.Random, n: int, split:
 
     count = token_counter(lm)
     mix = cfg.mix
-    # word_needle last: with its weight 0 the draws of older configs, and so their pools, stay what they were
-    kinds = rng.choices(
-        ["needle", "negative", "facts", "prose", "word_needle"],
-        weights=[mix.needle, mix.negative, mix.facts, mix.prose, mix.word_needle],
-        k=n,
-    )
+    weights = mix.kind_weights()
+    kinds = rng.choices(list(weights), weights=list(weights.values()), k=n)
     examples: list[QAExample] = []
     passages: list[str] = []
     for kind in kinds:
-        length = _length(rng, cfg, teacher_reads_it=kind in ("facts", "prose"))
+        # only haystacks have a shortened version for the teacher; the rest must fit its window
+        length = _length(rng, cfg, teacher_reads_it=kind not in ("needle", "negative", "word_needle"))
         if kind in ("needle", "negative", "word_needle"):
             magic = "word" if kind == "word_needle" else "number"
             examples.append(
@@ -77,13 +74,19 @@ def _examples(lm: FrozenLM, cfg: TrainConfig, rng: random.Random, n: int, split:
                     magic=magic,
                 )
             )
-        elif kind == "facts":
+        elif kind in ("facts", "facts_filler"):
+            from d2l_rag.training.copy_bridges import make_facts_in_filler_example
             from d2l_rag.training.facts import FACT_TYPES, make_facts_example
 
             # no draw without weights, so the pools of older configs stay what they were
             asked = rng.choices(FACT_TYPES, weights=mix.fact_type_weights())[0] if mix.asked_facts else None
             n_facts = rng.randint(1, 4)
-            examples.append(make_facts_example(rng, length, count, split=split, n_facts=n_facts, asked_kind=asked))
+            make = make_facts_example if kind == "facts" else make_facts_in_filler_example
+            examples.append(make(rng, length, count, split=split, n_facts=n_facts, asked_kind=asked))
+        elif kind == "word_prose":
+            from d2l_rag.training.copy_bridges import make_word_in_prose_example
+
+            examples.append(make_word_in_prose_example(rng, length, count, split, n_distractors=rng.randint(0, 3)))
         else:
             from d2l_rag.training.prose import prose_text
 
