@@ -81,8 +81,11 @@ def run(model: str | None, checkpoints: list[str], n: int, length: int, modes: t
                 for mode, res in scored.items()
                 for r in [res[length] if length in res else res[str(length)]]
             }
-            print(f"{checkpoint} {setting}: {per_setting[setting]['adapter']['right']}/{n}"
-                  f" ({time.perf_counter() - start:.0f} s)", flush=True)
+            print(
+                f"{checkpoint} {setting}: {per_setting[setting]['adapter']['right']}/{n}"
+                f" ({time.perf_counter() - start:.0f} s)",
+                flush=True,
+            )
         results[checkpoint] = per_setting
     return {"length": length, "n": n, "model": lm.fingerprint.describe(), "checkpoints": results}
 
@@ -105,7 +108,9 @@ def markdown(data: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
-        prog="python -m benchmarks.copy_probe", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="python -m benchmarks.copy_probe",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--model", help="base model path (default: the embedded SmolLM2 GGUF)")
     parser.add_argument("--checkpoint", action="append", required=True, help="hypernetwork checkpoint dir (repeat)")

@@ -16,7 +16,16 @@ from dataclasses import dataclass
 from d2l_rag.training.examples import QAExample, Split
 from d2l_rag.training.prose import cut_text, prose_text, sentence_ends
 
-__all__ = ["FACT_TYPES", "Fact", "facts_dataset", "magic_word", "make_fact", "make_facts_example", "name_split", "plant_in_prose"]
+__all__ = [
+    "FACT_TYPES",
+    "Fact",
+    "facts_dataset",
+    "magic_word",
+    "make_fact",
+    "make_facts_example",
+    "name_split",
+    "plant_in_prose",
+]
 
 _HELDOUT_EVERY = 5
 _ONSETS = ["b", "br", "c", "cr", "d", "dr", "f", "fl", "g", "gr", "h", "j", "k", "kr", "l", "m", "n", "p", "pr"]
