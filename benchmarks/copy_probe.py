@@ -28,7 +28,7 @@ SEED = 991
 
 def probe_examples(count_tokens: Callable[[str], int], setting: str, n: int, length: int) -> list[Any]:
     """`n` held-out examples of `setting`, each setting drawn from its own seed (adding one shifts no other)."""
-    from d2l_rag.training.copy_bridges import make_facts_in_filler_example, make_word_in_prose_example
+    from d2l_rag.training.copy_bridges import make_word_in_prose_example
     from d2l_rag.training.facts import make_facts_example
     from d2l_rag.training.needle import make_needle_example
     from d2l_rag.training.scoring import answer_form
@@ -44,7 +44,7 @@ def probe_examples(count_tokens: Callable[[str], int], setting: str, n: int, len
         elif setting == "word_prose":
             ex = make_word_in_prose_example(rng, length, count_tokens, "heldout")
         elif setting == "fact_filler":
-            ex = make_facts_in_filler_example(rng, length, count_tokens, "heldout", 1, kind)
+            ex = make_facts_example(rng, length, count_tokens, "heldout", 1, kind, setting="filler")
         else:
             ex = make_facts_example(rng, length, count_tokens, "heldout", 1, kind)
         if answer_form(ex.answer) in ("name", "code"):  # a birth is also asked as a date: drawn again

@@ -12,6 +12,7 @@ import hashlib
 import random
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 from d2l_rag.training.examples import QAExample, Split
 from d2l_rag.training.prose import cut_text, prose_text, sentence_ends
@@ -239,21 +240,33 @@ def make_facts_example(
     split: Split = "train",
     n_facts: int = 1,
     asked_kind: str | None = None,
+    setting: Literal["prose", "filler"] = "prose",
 ) -> QAExample:
     """Prose of about `target_tokens` tokens with `n_facts` fictional facts; a question about one of them.
 
     `asked_kind`: the type of the asked fact (None = any); the other facts are of any type.
+    `setting="filler"`: the facts go on lines of the needle's filler haystack instead of into prose (kind
+    "facts_filler"), the setting between the magic-word needle and facts in prose (copy_bridges.py).
     """
     if n_facts < 1:
         raise ValueError(f"n_facts must be at least 1, got {n_facts}")
     if asked_kind is not None and asked_kind not in FACT_TYPES:
         raise ValueError(f"asked_kind must be one of {FACT_TYPES}, got {asked_kind!r}")
+    if setting not in ("prose", "filler"):
+        raise ValueError(f"setting must be 'prose' or 'filler', got {setting!r}")
     used: set[str] = set()
     facts = []  # kinds drawn between facts as before, so the held-out set of every seed stays the same
     for i in range(n_facts):
         kind = asked_kind if i == 0 and asked_kind else rng.choice(FACT_TYPES)
         facts.append(make_fact(rng, kind, split, used))
-    document = plant_in_prose(rng, [f.sentence for f in facts], target_tokens, count_tokens, split)
+    sentences = [f.sentence for f in facts]
+    rng.shuffle(sentences)  # the asked fact lands in a random stratum
+    if setting == "prose":
+        document = plant_in_prose(rng, sentences, target_tokens, count_tokens, split)
+    else:
+        from d2l_rag.training.needle import plant_in_filler
+
+        document = plant_in_filler(rng, sentences, target_tokens, count_tokens)
     asked = facts[0]
     question, answer = rng.choice(asked.questions)
     meta = {
@@ -263,19 +276,19 @@ def make_facts_example(
         "asked_names": "|".join(asked.names),
         "fact": asked.sentence,
     }
-    return QAExample(document, question, answer, "facts", document.index(asked.sentence) / len(document), meta)
+    kind = "facts" if setting == "prose" else "facts_filler"
+    return QAExample(document, question, answer, kind, document.index(asked.sentence) / len(document), meta)
 
 
 def plant_in_prose(
     rng: random.Random, sentences: list[str], target_tokens: int, count_tokens: Callable[[str], int], split: Split
 ) -> str:
-    """Real prose of `split` with `sentences` planted in random order, about `target_tokens` tokens in all.
+    """Real prose of `split` with `sentences` planted, the i-th in the i-th of len(sentences) equal strata of
+    depth, about `target_tokens` tokens in all.
 
     The token counter runs on the sentences, once on a sample of the prose (to learn its characters per token)
     and on the result (at most three corrections while it is off by more than 5%), never in a growing loop.
     """
-    sentences = list(sentences)
-    rng.shuffle(sentences)  # the asked fact lands in a random stratum
     fact_tokens = count_tokens(" ".join(sentences))
     budget = max(0, target_tokens - fact_tokens)
     pool = prose_text(rng, 10 * budget + 400, split)  # >= 10 chars per token covers any tokenizer

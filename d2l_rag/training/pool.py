@@ -75,14 +75,13 @@ def _examples(lm: FrozenLM, cfg: TrainConfig, rng: random.Random, n: int, split:
                 )
             )
         elif kind in ("facts", "facts_filler"):
-            from d2l_rag.training.copy_bridges import make_facts_in_filler_example
             from d2l_rag.training.facts import FACT_TYPES, make_facts_example
 
             # no draw without weights, so the pools of older configs stay what they were
             asked = rng.choices(FACT_TYPES, weights=mix.fact_type_weights())[0] if mix.asked_facts else None
             n_facts = rng.randint(1, 4)
-            make = make_facts_example if kind == "facts" else make_facts_in_filler_example
-            examples.append(make(rng, length, count, split=split, n_facts=n_facts, asked_kind=asked))
+            setting = "prose" if kind == "facts" else "filler"
+            examples.append(make_facts_example(rng, length, count, split, n_facts, asked, setting))
         elif kind == "word_prose":
             from d2l_rag.training.copy_bridges import make_word_in_prose_example
 

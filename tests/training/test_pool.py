@@ -155,3 +155,32 @@ def test_magic_word_needles_join_the_pool_and_weight_zero_draws_as_before(lm, se
     drawn = _examples(lm, _config(max_doc_tokens=300, mix=mix), random.Random(3), 20, "train")
     four = random.Random(3).choices(["needle", "negative", "facts", "prose"], weights=[1, 1, 0, 0], k=20)
     assert [ex.kind for ex in drawn] == four
+
+
+def test_copy_bridges_join_the_pool_within_the_teachers_window_and_weight_zero_draws_as_before(lm, seen):
+    import random
+
+    from d2l_rag.training.pool import _examples
+
+    only_vaults = {kind: 0.0 for kind in FACT_TYPES} | {"vault": 1.0}
+    mix = DataMix(needle=0, negative=0, facts=0, prose=0, word_prose=1, facts_filler=1, asked_facts=only_vaults)
+    cfg = _config(pool_size=30, max_doc_tokens=3000, teacher_max_doc_tokens=400, mix=mix)
+    build_pool(lm, cfg, seed=4)
+    kinds = Counter(ex.kind for ex in seen)
+    assert set(kinds) == {"word_prose", "facts_filler"} and sum(kinds.values()) == 30
+    assert {ex.question for ex in seen if ex.kind == "word_prose"} == {WORD_QUESTION}
+    # asked_facts weighs the filler's facts as it does the prose's
+    assert {ex.meta["fact_type"] for ex in seen if ex.kind == "facts_filler"} == {"vault"}
+    count = lm.tokenizer  # no shortened version for the teacher: every bridge is drawn within its window
+    assert all(len(count(ex.document)["input_ids"]) <= 1.1 * 400 + 20 for ex in seen)
+    # the bridges' weights come last, so a mix without them draws the kinds the five-kind draw did
+    mix = DataMix(needle=1, negative=1, facts=0, prose=0, word_needle=1)
+    drawn = _examples(lm, _config(max_doc_tokens=300, mix=mix), random.Random(3), 20, "train")
+    five = random.Random(3).choices(["needle", "negative", "facts", "prose", "word_needle"], [1, 1, 0, 0, 1], k=20)
+    assert [ex.kind for ex in drawn] == five
+
+
+def test_a_mix_of_bridges_alone_is_a_mix():
+    assert DataMix(needle=0, negative=0, facts=0, prose=0, facts_filler=1).kind_weights()["facts_filler"] == 1
+    with pytest.raises(ValidationError, match="at least one positive weight"):
+        DataMix(needle=0, negative=0, facts=0, prose=0)
