@@ -2,9 +2,9 @@
 
 After the copy drill (stage J) the adapter spelled 11 of 30 held-out magic words hidden in filler lines, but 0 of
 30 such words planted in prose and 0 of 30 facts' names or codes planted in the filler (in context 22/30 and 14/30;
-benchmarks/copy_probe.py): it learned to copy in the one setting it drilled. These examples change one thing at a time, the text
-around the value or the question asked about it, so the copy can carry over to facts in prose. Facts in the filler
-are `facts.make_facts_example(..., setting="filler")`.
+benchmarks/copy_probe.py): it learned to copy in the one setting it drilled. These examples change one thing at a
+time, the text around the value or the question asked about it, so the copy can carry over to facts in prose. Facts
+in the filler are `facts.make_facts_example(..., setting="filler")`.
 """
 
 from __future__ import annotations
