@@ -73,13 +73,12 @@ def run(model: str | None, checkpoints: list[str], n: int, length: int, modes: t
                 scored = facts_eval(lm, hypernet, [length], n, modes=asked, examples={length: exs})
             per_setting[setting] = {
                 mode: {
-                    "right": sum(r["right"]),
-                    "n": r["n"],
-                    "per_example": r["right"],
-                    "sample_answer": r["sample_answer"],
+                    "right": sum(by_length[str(length)]["right"]),
+                    "n": by_length[str(length)]["n"],
+                    "per_example": by_length[str(length)]["right"],
+                    "sample_answer": by_length[str(length)]["sample_answer"],
                 }
-                for mode, res in scored.items()
-                for r in [res[length] if length in res else res[str(length)]]
+                for mode, by_length in scored.items()
             }
             print(
                 f"{checkpoint} {setting}: {per_setting[setting]['adapter']['right']}/{n}"

@@ -86,8 +86,12 @@ def _needle_offset(rng: random.Random, n_lines: int, needle: str, depth_bin: int
     shorter documents get the boundary nearest to the bin's centre.
     """
     total = n_lines * (len(FILLER) + len(_SEP)) + len(needle)
-    lo, hi = depth_bin / N_DEPTH_BINS, (depth_bin + 1) / N_DEPTH_BINS
-    starts = _sentence_starts(n_lines)
+    return _boundary_in(rng, _sentence_starts(n_lines), total, depth_bin / N_DEPTH_BINS, (depth_bin + 1) / N_DEPTH_BINS)
+
+
+def _boundary_in(rng: random.Random, starts: list[int], total: int, lo: float, hi: float) -> int:
+    """A boundary of `starts` whose depth (offset / total) is in [lo, hi), uniform over those that are; the one
+    nearest to the middle of the range when none is."""
     inside = [s for s in starts if lo <= s / total < hi]
     if inside:
         return rng.choice(inside)
@@ -164,10 +168,7 @@ def plant_in_filler(
     n_lines = _line_count(target_tokens, count_tokens(FILLER + _SEP), count_tokens(_SEP.join(sentences) + _SEP))
     haystack = _SEP.join([FILLER] * n_lines)
     starts, n = _sentence_starts(n_lines), len(sentences)
-    offsets = []
-    for i in range(n):
-        inside = [s for s in starts if i / n <= s / len(haystack) < (i + 1) / n] or starts
-        offsets.append(rng.choice(inside))
+    offsets = [_boundary_in(rng, starts, len(haystack), i / n, (i + 1) / n) for i in range(n)]
     for offset, sentence in sorted(zip(offsets, sentences, strict=True), key=lambda p: -p[0]):
         haystack = _insert(haystack, offset, sentence)  # the last first, so earlier offsets still hold
     return haystack

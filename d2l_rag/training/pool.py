@@ -60,8 +60,9 @@ def _examples(lm: FrozenLM, cfg: TrainConfig, rng: random.Random, n: int, split:
     passages: list[str] = []
     for kind in kinds:
         # only haystacks have a shortened version for the teacher; the rest must fit its window
-        length = _length(rng, cfg, teacher_reads_it=kind not in ("needle", "negative", "word_needle"))
-        if kind in ("needle", "negative", "word_needle"):
+        haystack = kind in ("needle", "negative", "word_needle")
+        length = _length(rng, cfg, teacher_reads_it=not haystack)
+        if haystack:
             magic = "word" if kind == "word_needle" else "number"
             examples.append(
                 make_needle_example(
