@@ -14,6 +14,11 @@ run=$1; shift
 base=${BASE_MODEL:-/root/stage/model.gguf}
 mkdir -p "$run"
 if [ ! -f "$run/started" ]; then
+  # a poll that lands on a fresh machine (the last one was taken back) must not start a chain that cannot run
+  if [ ! -f "$base" ] || ! python3 -c "import d2l_rag.training.config" 2>/dev/null; then
+    echo "NOT STARTED: this machine lacks $base or the carried wheels (a fresh machine?): stage it again" >&2
+    exit 3
+  fi
   touch "$run/started"
   script="set -u; ${BEFORE:-true} >> $run/stdout.log 2>&1; prev=\${INIT:-}; i=0"
   for config in "$@"; do

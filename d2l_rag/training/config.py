@@ -120,6 +120,12 @@ class TrainConfig(BaseModel):
     time_limit_s: float | None = Field(
         default=None, gt=0, description="Stop, evaluate and save after this many seconds of training (None = off)."
     )
+    anneal_by_time_limit: bool = Field(
+        default=False,
+        description="With time_limit_s: the cosine reaches its floor when the time limit runs out, if that comes "
+        "before `steps`, so a run cut short by its machine lease still ends annealed whatever the machine's speed "
+        "(stage L2: 260 annealed steps moved held-out facts from 48 to 57 of 200 right).",
+    )
     mix: DataMix = Field(default_factory=DataMix)
     log_every: int = Field(default=10, gt=0)
     eval_every: int = Field(default=200, gt=0)
@@ -134,6 +140,8 @@ class TrainConfig(BaseModel):
             raise ValueError(f"min_doc_tokens {self.min_doc_tokens} > max_doc_tokens {self.max_doc_tokens}")
         if self.min_chunk_tokens > self.max_chunk_tokens:
             raise ValueError(f"min_chunk_tokens {self.min_chunk_tokens} > max_chunk_tokens {self.max_chunk_tokens}")
+        if self.anneal_by_time_limit and self.time_limit_s is None:
+            raise ValueError("anneal_by_time_limit anneals within time_limit_s; set it")
         if self.fact_sentence_answers and not self.teacher_right_only:
             raise ValueError("fact_sentence_answers replaces the answers teacher_right_only would drop; set both")
         return self

@@ -64,6 +64,7 @@ class Trainer:
             lr=cfg.lr,
             betas=(0.9, 0.95),
         )
+        self.time_progress = 0.0  # share of time_limit_s spent, agreed by every process; never goes back
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, self._lr_factor)
         self.net, self.optimizer, self.scheduler = self.accelerator.prepare(net, optimizer, scheduler)
         self.step = 0
@@ -76,6 +77,8 @@ class Trainer:
         if step < warm:
             return (step + 1) / warm
         progress = (step - warm) / max(1, self.cfg.steps - warm)
+        if self.cfg.anneal_by_time_limit:
+            progress = max(progress, self.time_progress)
         return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
     def _resume_if_possible(self) -> None:
@@ -88,6 +91,7 @@ class Trainer:
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.step = int(state["step"])
+        self.time_progress = float(state.get("time_progress", 0.0))
         self.accelerator.print(f"resumed from {self.out_dir} at step {self.step}")
 
     def save(self) -> None:
@@ -101,7 +105,12 @@ class Trainer:
             str(self.out_dir / STATE_WEIGHTS),
         )
         torch.save(
-            {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(), "step": self.step},
+            {
+                "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(),
+                "step": self.step,
+                "time_progress": self.time_progress,
+            },
             self.out_dir / STATE_OPTIM,
         )
 
@@ -226,24 +235,26 @@ class Trainer:
                 total += loss.item() / cfg.grad_accum
             grad_norm = acc.clip_grad_norm_(self.net.parameters(), cfg.grad_clip)
             self.optimizer.step()
-            self.scheduler.step()
             self.optimizer.zero_grad(set_to_none=True)
             self.step += 1
+            elapsed = time.perf_counter() - start
+            out_of_time = False
+            if cfg.time_limit_s is not None:  # every process must stop at the same step and anneal alike
+                spent = acc.gather(torch.tensor([elapsed / cfg.time_limit_s], device=acc.device)).max().item()
+                self.time_progress = max(self.time_progress, min(1.0, spent))
+                out_of_time = spent >= 1.0
+            self.scheduler.step()
             record = {
                 "step": self.step,
                 "loss": total,
                 "grad_norm": float(grad_norm),
                 "lr": self.scheduler.get_last_lr()[0],
-                "elapsed_s": time.perf_counter() - start,
+                "elapsed_s": elapsed,
                 **info,
             }
             if torch.cuda.is_available():
                 record["gpu_peak_gb"] = torch.cuda.max_memory_allocated() / 1e9
             history.append(record)
-            out_of_time = False
-            if cfg.time_limit_s is not None:  # every process must stop at the same step, so they agree on it
-                late = torch.tensor(float(record["elapsed_s"] >= cfg.time_limit_s), device=acc.device)
-                out_of_time = acc.reduce(late, reduction="sum").item() > 0
             final = self.step == cfg.steps or out_of_time
             if self.step % cfg.log_every == 0 or final:
                 self._log(log_path, record)

@@ -146,6 +146,22 @@ def test_time_limit_stops_saves_and_resumes(lm, tmp_path) -> None:
     assert Trainer(cfg, lm=lm).step == 1  # the state was saved at the stop
 
 
+def test_a_run_annealed_by_its_time_limit_ends_at_the_floor_and_resumes_there(lm, tmp_path) -> None:
+    pool = _pool(lm)
+    cfg = _config(tmp_path, steps=50).model_copy(update={"time_limit_s": 1e-6})
+    by_steps = Trainer(cfg.model_copy(update={"out_dir": tmp_path / "steps"}), lm=lm).fit(pool=pool)
+    assert by_steps[-1]["lr"] > 0.9 * cfg.lr  # cut at step 1 of 50: the cosine has barely moved
+    timed = cfg.model_copy(update={"out_dir": tmp_path / "timed", "anneal_by_time_limit": True})
+    by_time = Trainer(timed, lm=lm).fit(pool=pool)
+    assert by_time[-1]["lr"] == pytest.approx(0.1 * cfg.lr)  # the floor, reached as the time ran out
+    assert Trainer(timed, lm=lm).time_progress == 1.0  # a resumed run stays annealed
+
+
+def test_annealing_by_time_needs_a_time_limit(tmp_path) -> None:
+    with pytest.raises(ValueError, match="anneal_by_time_limit"):
+        TrainConfig(**_config(tmp_path, steps=5).model_dump() | {"anneal_by_time_limit": True})
+
+
 def test_a_refreshed_pool_is_drawn_anew_and_a_resumed_run_draws_the_one_it_was_using(lm, tmp_path, monkeypatch):
     import d2l_rag.training.trainer as trainer_module
 
