@@ -71,15 +71,15 @@ def run(model: str | None, checkpoints: list[str], n: int, length: int, modes: t
             start = time.perf_counter()
             with torch.no_grad():
                 scored = facts_eval(lm, hypernet, [length], n, modes=asked, examples={length: exs})
-            per_setting[setting] = {
-                mode: {
-                    "right": sum(by_length[str(length)]["right"]),
-                    "n": by_length[str(length)]["n"],
-                    "per_example": by_length[str(length)]["right"],
-                    "sample_answer": by_length[str(length)]["sample_answer"],
+            per_setting[setting] = {}
+            for mode, by_length in scored.items():
+                scores = by_length[str(length)]
+                per_setting[setting][mode] = {
+                    "right": sum(scores["right"]),
+                    "n": scores["n"],
+                    "per_example": scores["right"],
+                    "sample_answer": scores["sample_answer"],
                 }
-                for mode, by_length in scored.items()
-            }
             print(
                 f"{checkpoint} {setting}: {per_setting[setting]['adapter']['right']}/{n}"
                 f" ({time.perf_counter() - start:.0f} s)",

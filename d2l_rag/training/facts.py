@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from d2l_rag.training.examples import QAExample, Split
+from d2l_rag.training.needle import plant_in_filler
 from d2l_rag.training.prose import cut_text, prose_text, sentence_ends
 
 __all__ = [
@@ -264,8 +265,6 @@ def make_facts_example(
     if setting == "prose":
         document = plant_in_prose(rng, sentences, target_tokens, count_tokens, split)
     else:
-        from d2l_rag.training.needle import plant_in_filler
-
         document = plant_in_filler(rng, sentences, target_tokens, count_tokens)
     asked = facts[0]
     question, answer = rng.choice(asked.questions)
