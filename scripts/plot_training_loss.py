@@ -15,10 +15,15 @@ DEFAULT_CHECKPOINT = ROOT / "d2l_rag" / "checkpoints" / "smollm2-135m-instruct"
 
 
 def stage_curves(checkpoint: Path, logs: Path) -> list[tuple[str, list[int], list[float]]]:
-    """(label, chained steps, loss) per stage in the checkpoint's lineage, cut at the steps it kept."""
+    """(label, chained steps, loss) per stage in the checkpoint's lineage, cut at the steps it kept.
+
+    A stage marked `log_lost` (its machine went with the log) has no curve but keeps its place on the step axis."""
     lineage = json.loads((checkpoint / "config.json").read_text())["training"]["lineage"]
     curves, offset = [], 0
     for stage in lineage:
+        if stage.get("log_lost"):  # its steps still count, so the stages after it stay where they ran
+            offset += stage["steps"]
+            continue
         log = logs / f"stage_{stage['stage']}.jsonl"
         if not log.is_file():
             raise FileNotFoundError(f"no training log for stage {stage['stage']!r}: expected {log}")
@@ -46,14 +51,16 @@ def main(argv: list[str] | None = None) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(9, 3.8))
-    for label, steps, loss in stage_curves(args.checkpoint, args.logs):
-        ax.plot(steps, loss, marker=".", label=label)
-    ax.set_xlabel("optimizer step (stages chained)")
+    fig, ax = plt.subplots(figsize=(10, 4.8))
+    curves = stage_curves(args.checkpoint, args.logs)
+    colors = plt.get_cmap("tab20" if len(curves) > 10 else "tab10").colors
+    for (label, steps, loss), color in zip(curves, colors, strict=False):
+        ax.plot(steps, loss, marker=".", label=label, color=color)
+    ax.set_xlabel("optimizer step (stages chained; each stage has its own data mix, so levels differ)")
     ax.set_ylabel("KL on answer tokens")
     ax.set_title("SmolLM2-135M hypernetwork: training loss (logged every 20 steps)")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()
     fig.savefig(args.out, dpi=110)
     print(f"wrote {args.out}")

@@ -1,0 +1,49 @@
+"""The shipped checkpoint's training lineage names real configs and logs, so docs/training_loss.png can be redrawn."""
+
+from __future__ import annotations
+
+import importlib.util
+import itertools
+import json
+from pathlib import Path
+
+from d2l_rag.default_checkpoint import SHIPPED_CHECKPOINTS
+
+ROOT = Path(__file__).resolve().parents[2]
+SHIPPED_CONFIG = json.loads((SHIPPED_CHECKPOINTS / "smollm2-135m-instruct" / "config.json").read_text())
+
+
+def _plot_module():
+    spec = importlib.util.spec_from_file_location("plot_training_loss", ROOT / "scripts" / "plot_training_loss.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_every_stage_names_its_config_and_log_and_the_last_is_the_shipped_run():
+    training = SHIPPED_CONFIG["training"]
+    lineage = training["lineage"]
+    for stage in lineage:
+        assert (ROOT / stage["config"]).is_file(), stage
+        assert stage.get("log_lost") or (ROOT / "docs" / "training_logs" / f"stage_{stage['stage']}.jsonl").is_file()
+    last = lineage[-1]
+    assert last["steps"] == training["step"]
+    assert json.loads((ROOT / last["config"]).read_text())["seed"] == training["config"]["seed"]
+
+
+def test_curves_chain_the_stages_and_a_lost_log_keeps_its_place(tmp_path: Path):
+    lineage = SHIPPED_CONFIG["training"]["lineage"]
+    curves = _plot_module().stage_curves(SHIPPED_CHECKPOINTS / "smollm2-135m-instruct", ROOT / "docs" / "training_logs")
+    assert len(curves) == sum(not s.get("log_lost") for s in lineage)
+    assert all(steps and len(steps) == len(loss) for _, steps, loss in curves)
+    assert all(max(a[1]) < min(b[1]) for a, b in itertools.pairwise(curves))
+
+    # a copy whose first stage lost its log: the second stage's curve starts after the first's steps all the same
+    checkpoint = tmp_path / "ckpt"
+    checkpoint.mkdir()
+    first, second = ({**s} for s in lineage[:2])
+    first["log_lost"] = True
+    config = {**SHIPPED_CONFIG, "training": {**SHIPPED_CONFIG["training"], "lineage": [first, second]}}
+    (checkpoint / "config.json").write_text(json.dumps(config))
+    (only,) = _plot_module().stage_curves(checkpoint, ROOT / "docs" / "training_logs")
+    assert only[0].startswith(second["stage"]) and min(only[1]) > first["steps"]
