@@ -54,8 +54,8 @@ def main(argv: list[str] | None = None) -> None:
     fig, ax = plt.subplots(figsize=(10, 4.8))
     curves = stage_curves(args.checkpoint, args.logs)
     colors = plt.get_cmap("tab20" if len(curves) > 10 else "tab10").colors
-    for (label, steps, loss), color in zip(curves, colors, strict=False):
-        ax.plot(steps, loss, marker=".", label=label, color=color)
+    for i, (label, steps, loss) in enumerate(curves):
+        ax.plot(steps, loss, marker=".", label=label, color=colors[i % len(colors)])
     ax.set_xlabel("optimizer step (stages chained; each stage has its own data mix, so levels differ)")
     ax.set_ylabel("KL on answer tokens")
     ax.set_title("SmolLM2-135M hypernetwork: training loss (logged every 20 steps)")
