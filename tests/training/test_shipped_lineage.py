@@ -10,14 +10,19 @@ from pathlib import Path
 from d2l_rag.default_checkpoint import SHIPPED_CHECKPOINTS
 
 ROOT = Path(__file__).resolve().parents[2]
-SHIPPED_CONFIG = json.loads((SHIPPED_CHECKPOINTS / "smollm2-135m-instruct" / "config.json").read_text())
+SHIPPED = SHIPPED_CHECKPOINTS / "smollm2-135m-instruct"
+SHIPPED_CONFIG = json.loads((SHIPPED / "config.json").read_text())
+LOGS = ROOT / "docs" / "training_logs"
 
 
-def _plot_module():
+def _load_plot_script():
     spec = importlib.util.spec_from_file_location("plot_training_loss", ROOT / "scripts" / "plot_training_loss.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+plot_training_loss = _load_plot_script()  # scripts/ is not a package: loaded once from its path
 
 
 def test_every_stage_names_its_config_and_log_and_the_last_is_the_shipped_run():
@@ -25,7 +30,7 @@ def test_every_stage_names_its_config_and_log_and_the_last_is_the_shipped_run():
     lineage = training["lineage"]
     for stage in lineage:
         assert (ROOT / stage["config"]).is_file(), stage
-        assert stage.get("log_lost") or (ROOT / "docs" / "training_logs" / f"stage_{stage['stage']}.jsonl").is_file()
+        assert stage.get("log_lost") or (LOGS / f"stage_{stage['stage']}.jsonl").is_file()
     last = lineage[-1]
     assert last["steps"] == training["step"]
     assert json.loads((ROOT / last["config"]).read_text())["seed"] == training["config"]["seed"]
@@ -33,7 +38,7 @@ def test_every_stage_names_its_config_and_log_and_the_last_is_the_shipped_run():
 
 def test_curves_chain_the_stages_and_a_lost_log_keeps_its_place(tmp_path: Path):
     lineage = SHIPPED_CONFIG["training"]["lineage"]
-    curves = _plot_module().stage_curves(SHIPPED_CHECKPOINTS / "smollm2-135m-instruct", ROOT / "docs" / "training_logs")
+    curves = plot_training_loss.stage_curves(SHIPPED, LOGS)
     assert len(curves) == sum(not s.get("log_lost") for s in lineage)
     assert all(steps and len(steps) == len(loss) for _, steps, loss in curves)
     assert all(max(a[1]) < min(b[1]) for a, b in itertools.pairwise(curves))
@@ -45,5 +50,5 @@ def test_curves_chain_the_stages_and_a_lost_log_keeps_its_place(tmp_path: Path):
     first["log_lost"] = True
     config = {**SHIPPED_CONFIG, "training": {**SHIPPED_CONFIG["training"], "lineage": [first, second]}}
     (checkpoint / "config.json").write_text(json.dumps(config))
-    (only,) = _plot_module().stage_curves(checkpoint, ROOT / "docs" / "training_logs")
+    (only,) = plot_training_loss.stage_curves(checkpoint, LOGS)
     assert only[0].startswith(second["stage"]) and min(only[1]) > first["steps"]
