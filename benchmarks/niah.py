@@ -52,6 +52,7 @@ def run(
     from d2l_rag.adapters.builder import composition_limit
     from d2l_rag.default_checkpoint import find_checkpoint
     from d2l_rag.model import load_base_model, load_checkpoint
+    from d2l_rag.model.precision import fast_bf16
     from d2l_rag.training.evaluate import facts_eval, niah_eval
 
     lm = load_base_model(model, dtype=dtype)
@@ -101,6 +102,7 @@ def run(
             "transformers": transformers.__version__,
             "device": str(lm.device),
             "dtype": str(lm.dtype).removeprefix("torch."),
+            "hypernet_precision": "bfloat16 autocast" if fast_bf16(lm.device) else "float32",
             "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
         },
         "model": lm.name,
@@ -127,14 +129,17 @@ def _facts_title(settings: dict[str, Any]) -> str:
 
 
 def markdown(data: dict[str, Any]) -> str:
+    machine = data["machine"]
     lines = [
         f"# Needle in a haystack and fictional facts — {data['model']}",
         "",
         f"Checkpoint `{data['checkpoint']['id']}` (step {data['checkpoint']['training_step']}), "
         f"chunk {data['settings']['chunk_tokens']} tokens, {_composition(data['settings'])}, "
         f"native window {data['settings']['context_window']}; "
-        f"{data['machine']['gpu'] or data['machine']['device']}"
-        f"{', ' + data['machine']['dtype'] if 'dtype' in data['machine'] else ''}, {data['seconds']:.0f} s.",
+        f"{machine['gpu'] or machine['device']}"
+        f"{', ' + machine['dtype'] if 'dtype' in machine else ''}"
+        f"{', hypernetwork ' + machine['hypernet_precision'] if 'hypernet_precision' in machine else ''}"
+        f", {data['seconds']:.0f} s.",
         "",
     ]
     for title, key in (

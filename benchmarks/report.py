@@ -108,6 +108,7 @@ def render_report(results: dict[str, Any], plots: list[str], plot_note: str | No
                 ["CPU", f"{env['cpu']} ({env['cpu_count']} cores, {env['torch_threads']} torch threads)"],
                 ["base model", results["model"]["name"]],
                 ["checkpoint", results["model"]["checkpoint_id"]],
+                ["hypernetwork precision", env.get("hypernet_precision", "float32")],
                 ["versions", ", ".join(f"{k} {v}" for k, v in env["versions"].items() if v)],
                 ["git commit", env.get("git_commit") or "-"],
                 ["wall time", f"{results['wall_seconds']:.0f} s"],

@@ -11,13 +11,13 @@ import os
 import statistics
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
 
-__all__ = ["PeakMemory", "Timed", "rss_bytes", "timed_runs"]
+__all__ = ["PeakMemory", "Timed", "median_peak_bytes", "rss_bytes", "timed_interleaved", "timed_runs"]
 
 
 @dataclass(frozen=True)
@@ -81,25 +81,43 @@ def _sync(device: torch.device) -> None:
 
 
 def timed_runs(fn: Callable[[], Any], runs: int, device: torch.device, warmup: int = 1, memory: bool = False) -> Timed:
-    """Median wall time of `runs` calls of `fn` after `warmup` untimed ones; optionally the median peak memory."""
-    if runs < 1:
-        raise ValueError(f"runs must be >= 1, got {runs}")
-    result = None
-    for _ in range(warmup):
-        result = fn()
-    times, peaks = [], []
+    """Median wall time of `runs` calls of `fn` after `warmup` untimed ones; optionally the median peak memory,
+    taken in `runs` further calls: on CPU the memory sampler is a thread that competes with `fn` for the cores, so
+    the timed calls run without it."""
+    (timed,) = timed_interleaved([fn], runs, device, warmup)
+    return replace(timed, peak_bytes=median_peak_bytes(fn, runs, device)) if memory else timed
+
+
+def median_peak_bytes(fn: Callable[[], Any], runs: int, device: torch.device) -> int:
+    """Median over `runs` calls of the memory one call of `fn` adds at its peak (`PeakMemory`)."""
+    peaks = []
     for _ in range(runs):
         _sync(device)
-        if memory:
-            with PeakMemory(device) as peak:
-                start = time.perf_counter()
-                result = fn()
-                _sync(device)
-                times.append(time.perf_counter() - start)
-            peaks.append(peak.bytes)
-        else:
-            start = time.perf_counter()
-            result = fn()
+        with PeakMemory(device) as peak:
+            fn()
             _sync(device)
-            times.append(time.perf_counter() - start)
-    return Timed(statistics.median(times), tuple(times), int(statistics.median(peaks)) if peaks else None, result)
+        peaks.append(peak.bytes)
+    return int(statistics.median(peaks))
+
+
+def timed_interleaved(
+    fns: Sequence[Callable[[], Any]], runs: int, device: torch.device, warmup: int = 1
+) -> list[Timed]:
+    """Median wall times of several functions called in turn, round after round (no memory sampling): load that
+    drifts on a shared host during the measurement slows each of them alike, so ratios between them hold."""
+    if runs < 1:
+        raise ValueError(f"runs must be >= 1, got {runs}")
+    if not fns:
+        raise ValueError("timed_interleaved needs at least one function")
+    results: list[Any] = [None] * len(fns)
+    for _ in range(warmup):
+        results = [fn() for fn in fns]
+    times: list[list[float]] = [[] for _ in fns]
+    for _ in range(runs):
+        for i, fn in enumerate(fns):
+            _sync(device)
+            start = time.perf_counter()
+            results[i] = fn()
+            _sync(device)
+            times[i].append(time.perf_counter() - start)
+    return [Timed(statistics.median(t), tuple(t), None, r) for t, r in zip(times, results, strict=True)]

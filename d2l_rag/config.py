@@ -11,7 +11,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-__all__ = ["GenerationConfig", "HypernetConfig", "InternalizerConfig", "RuntimeConfig"]
+__all__ = ["GenerationConfig", "HypernetConfig", "HypernetPrecision", "InternalizerConfig", "RuntimeConfig"]
+
+HypernetPrecision = Literal["auto", "float32", "bfloat16"]
 
 
 class _Strict(BaseModel):
@@ -70,6 +72,11 @@ class RuntimeConfig(_Strict):
         default=None, description="None = float32 on CPU, bfloat16 on GPU."
     )
     encode_batch_chunks: int = Field(default=4, gt=0, description="Chunks encoded together when building adapters.")
+    hypernet_precision: HypernetPrecision = Field(
+        default="auto",
+        description="Precision of the hypernetwork's matmuls: 'auto' = bf16 autocast (as it was trained) where the "
+        "device multiplies bf16 natively (CUDA, CPUs with AVX512-BF16/AMX), else float32. The base model keeps dtype.",
+    )
 
 
 class GenerationConfig(_Strict):

@@ -121,7 +121,12 @@ class DocumentInternalizer:
         )
         self.builder = (
             AdapterBuilder(
-                self.lm, self.hypernet, self.chunk_tokens, rt.encode_batch_chunks, self.config.max_composed_chunks
+                self.lm,
+                self.hypernet,
+                self.chunk_tokens,
+                rt.encode_batch_chunks,
+                self.config.max_composed_chunks,
+                rt.hypernet_precision,
             )
             if self.hypernet
             else None

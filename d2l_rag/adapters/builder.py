@@ -11,10 +11,12 @@ import torch
 from d2l_rag.adapters.compose import compose, split_chunk_loras
 from d2l_rag.adapters.document_adapter import DocumentAdapter
 from d2l_rag.adapters.salience import keep_salient_chunks
+from d2l_rag.config import HypernetPrecision
 from d2l_rag.model.base import FrozenLM
 from d2l_rag.model.checkpoint import LoadedHypernetwork
 from d2l_rag.model.chunking import chunk_ids, tokenize_document
 from d2l_rag.model.encoder import encode_chunks, pad_chunks
+from d2l_rag.model.precision import hypernet_autocast
 
 __all__ = ["AdapterBuilder", "composition_limit"]
 
@@ -39,14 +41,18 @@ class AdapterBuilder:
         chunk_tokens: int | None = None,
         batch_chunks: int = 4,
         max_chunks: int | None = None,
+        precision: HypernetPrecision = "auto",
     ) -> None:
         """`max_chunks`: chunks a document's adapter composes at most, keeping the most salient ones
-        (`d2l_rag.adapters.salience`); None = the checkpoint's measured limit, 0 = every chunk."""
+        (`d2l_rag.adapters.salience`); None = the checkpoint's measured limit, 0 = every chunk. `precision`: the
+        hypernetwork's (`d2l_rag.model.precision`); "auto" = bf16 autocast where the device is fast at it."""
+        hypernet_autocast(lm.device, precision)  # a bad value fails here, not at the first document
         self.lm = lm
         self.hypernet = hypernet
         self.chunk_tokens = chunk_tokens or hypernet.config.hypernet.chunk_tokens
         self.batch_chunks = batch_chunks
         self.max_chunks = composition_limit(hypernet, max_chunks)
+        self.precision = precision
 
     def chunks(self, text: str) -> list[list[int]]:
         return chunk_ids(tokenize_document(self.lm.tokenizer, text), self.chunk_tokens)
@@ -58,7 +64,10 @@ class AdapterBuilder:
         pieces, done = [], 0
         for batch in self._batches(chunks):
             ids, mask = pad_chunks(batch, self.lm.tokenizer.pad_token_id, self.lm.device)
-            loras = net(encode_chunks(self.lm.model, ids, mask), mask)  # {target: (n, L, r, ...)}
+            activations = encode_chunks(self.lm.model, ids, mask)
+            with hypernet_autocast(self.lm.device, self.precision):
+                loras = net(activations, mask)  # {target: (n, L, r, ...)}
+            loras = {name: (a.float(), b.float()) for name, (a, b) in loras.items()}
             pieces.append(split_chunk_loras(loras, [len(batch)])[0])
             done += len(batch)
             if progress:

@@ -53,9 +53,15 @@ class Trainer:
         torch.manual_seed(cfg.seed)
         net = build_hypernetwork(self.lm, cfg.hypernet)
         if cfg.init_checkpoint:
-            fresh_targets = warm_start(net, load_checkpoint(cfg.init_checkpoint, self.lm).network)
+            trained = load_checkpoint(cfg.init_checkpoint, self.lm).network
+            fresh_targets = warm_start(net, trained)
             if fresh_targets:
                 self.accelerator.print(f"from {cfg.init_checkpoint}; new targets start as no-ops: {fresh_targets}")
+            if trained.config.rank != cfg.hypernet.rank:
+                self.accelerator.print(
+                    f"from {cfg.init_checkpoint}; rank {trained.config.rank} -> {cfg.hypernet.rank}, each latent "
+                    f"query repeated {cfg.hypernet.rank // trained.config.rank}x"
+                )
         net.to(device).train().requires_grad_(True)
         decay = [p for p in net.parameters() if p.dim() >= 2]  # matrices decay; norms, biases, scalers don't
         no_decay = [p for p in net.parameters() if p.dim() < 2]

@@ -1,9 +1,15 @@
-"""Starting a run from a trained hypernetwork, also one with fewer target modules (growing capacity).
+"""Starting a run from a trained hypernetwork, also a smaller one (growing capacity).
 
 Every target shares the Perceiver trunk and has its own output head, gate and per-layer output scalers. So a
 network that adds a target (say `self_attn.o_proj` next to `mlp.down_proj`) can take all of a trained network's
 weights: the trunk and the old targets' parts carry over, and a new target keeps its zero output scalers, i.e.
-starts as an exact no-op. The grown network begins with the trained one's behaviour instead of from scratch.
+starts as an exact no-op.
+
+A network of k times the rank takes each trained latent query k times. Copies of a latent compute the same row of A
+and column of B (self-attention over duplicated keys gives the same weights, the gate reads their mean), so the LoRA
+is the trained one summed k times, and the output scalers divided by k make it the trained LoRA again. Identical
+copies would get identical gradients and never part, so the copies after the first are nudged by a little noise.
+Either way the grown network begins with the trained one's behaviour instead of from scratch.
 """
 
 from __future__ import annotations
@@ -16,18 +22,22 @@ from d2l_rag.model.hypernetwork import Hypernetwork
 __all__ = ["warm_start"]
 
 
-def warm_start(network: Hypernetwork, trained: Hypernetwork) -> list[str]:
+def warm_start(network: Hypernetwork, trained: Hypernetwork, copy_noise: float = 0.01) -> list[str]:
     """Copy `trained`'s weights into `network`; returns the target modules that start as no-ops.
 
-    Everything but the target list must match (rank, width, blocks...), and `trained`'s targets must be a subset
-    of `network`'s: other changes would leave weights with no counterpart, which is a new network, not a start.
+    Everything but the target list and the rank must match (width, blocks...), `trained`'s targets must be a subset
+    of `network`'s and its rank must divide `network`'s: other changes would leave weights with no counterpart,
+    which is a new network, not a start. `copy_noise`: std of the nudge of a repeated latent, relative to the
+    trained latents' std.
     """
     new_cfg, old_cfg = network.config, trained.config
     diffs = [
         f"{field}: checkpoint {getattr(old_cfg, field)!r}, config {getattr(new_cfg, field)!r}"
         for field in type(new_cfg).model_fields
-        if field != "target_modules" and getattr(old_cfg, field) != getattr(new_cfg, field)
+        if field not in ("target_modules", "rank") and getattr(old_cfg, field) != getattr(new_cfg, field)
     ]
+    if new_cfg.rank % old_cfg.rank:
+        diffs.append(f"rank: checkpoint {old_cfg.rank}, config {new_cfg.rank}, not a multiple of it")
     missing = [t for t in old_cfg.target_modules if t not in new_cfg.target_modules]
     if missing:
         diffs.append(f"target_modules: checkpoint targets {missing} that the config drops")
@@ -38,16 +48,20 @@ def warm_start(network: Hypernetwork, trained: Hypernetwork) -> list[str]:
         )
     if diffs:
         raise InvalidInputError(
-            "the init checkpoint's hypernetwork cannot start this one (only adding target modules is allowed): "
-            + "; ".join(diffs)
+            "the init checkpoint's hypernetwork cannot start this one (only adding target modules and multiplying "
+            "the rank are allowed): " + "; ".join(diffs)
         )
     new_rows = {name: i for i, name in enumerate(network.targets)}
+    copies = new_cfg.rank // old_cfg.rank
     state = network.state_dict()
     with torch.no_grad():
         for key, value in trained.state_dict().items():
             if key == "out_scale":  # one row per target, in each network's own target order
                 for old_row, name in enumerate(trained.targets):
-                    state[key][new_rows[name]].copy_(value[old_row])
+                    state[key][new_rows[name]].copy_(value[old_row] / copies)
+            elif key == "latents":
+                noise = torch.randn_like(value.repeat(copies - 1, 1)) * (copy_noise * value.std())
+                state[key].copy_(torch.cat([value, value.repeat(copies - 1, 1) + noise]))
             else:
                 state[key].copy_(value)
     return [name for name in network.targets if name not in trained.targets]

@@ -47,7 +47,8 @@ def test_a_grown_network_keeps_the_old_targets_and_adds_a_no_op(tiny_lm) -> None
 @pytest.mark.parametrize(
     ("update", "message"),
     [
-        ({"rank": 8}, "rank: checkpoint 4, config 8"),
+        ({"rank": 6}, "rank: checkpoint 4, config 6, not a multiple of it"),
+        ({"rank": 2}, "rank: checkpoint 4, config 2, not a multiple of it"),
         ({"width": 64}, "width: checkpoint 32, config 64"),
         ({"target_modules": ("self_attn.o_proj",)}, r"checkpoint targets \['mlp.down_proj'\] that the config drops"),
     ],
@@ -58,6 +59,27 @@ def test_a_start_that_would_drop_or_reshape_weights_is_refused(tiny_lm, update, 
     with pytest.raises(InvalidInputError, match=message):
         warm_start(other, _trained(tiny_lm))
     assert all(torch.equal(before[k], v) for k, v in other.state_dict().items())  # nothing half-copied
+
+
+@pytest.mark.parametrize("copies", [2, 3])
+def test_a_network_of_k_times_the_rank_starts_with_the_trained_lora(tiny_lm, copies) -> None:
+    trained = _trained(tiny_lm).eval()
+    activations, mask = _inputs(tiny_lm)
+
+    def delta(net) -> torch.Tensor:  # the LoRA's weight update B @ A per chunk and layer
+        with torch.no_grad():
+            a, b = net(activations, mask)["mlp.down_proj"]
+        return b @ a
+
+    exact = build_hypernetwork(tiny_lm, SMALL.model_copy(update={"rank": 4 * copies})).eval()
+    assert warm_start(exact, trained, copy_noise=0.0) == []
+    torch.testing.assert_close(delta(exact), delta(trained))
+    nudged = build_hypernetwork(tiny_lm, SMALL.model_copy(update={"rank": 4 * copies})).eval()
+    warm_start(nudged, trained)
+    latents = nudged.latents.view(copies, 4, -1)
+    assert torch.equal(latents[0], trained.latents) and not torch.equal(latents[1], trained.latents)
+    want = delta(trained)
+    assert (delta(nudged) - want).norm() / want.norm() < 0.05  # the copies parted, the LoRA barely moved
 
 
 def test_training_grows_from_a_checkpoint_with_fewer_targets(tiny_lm, tmp_path, capsys) -> None:
@@ -90,3 +112,14 @@ def test_a_grown_checkpoint_serves_both_targets(tiny_lm, tmp_path) -> None:
     in_context = di.ask_in_context("What is the vault code?", doc_id="memo")
     assert answer.mode == "adapter" and answer.adapter_rank == adapter.rank
     assert answer.prompt_tokens + 100 < in_context.prompt_tokens  # the document is not in the prompt
+
+
+def test_training_doubles_the_rank_of_a_checkpoint(tiny_lm, tmp_path, capsys) -> None:
+    trained = _trained(tiny_lm)
+    save_checkpoint(trained, tiny_lm, tmp_path / "small", dtype=torch.float32)
+    doubled = SMALL.model_copy(update={"rank": 8})
+    cfg = TrainConfig(hypernet=doubled, init_checkpoint=str(tmp_path / "small"), out_dir=tmp_path / "r8", steps=1)
+    trainer = Trainer(cfg, lm=tiny_lm)
+    assert "rank 4 -> 8, each latent query repeated 2x" in capsys.readouterr().out
+    grown = trainer.accelerator.unwrap_model(trainer.net)
+    torch.testing.assert_close(grown.out_scale, trained.out_scale / 2)
