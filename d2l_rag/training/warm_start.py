@@ -22,13 +22,14 @@ from d2l_rag.model.hypernetwork import Hypernetwork
 __all__ = ["warm_start"]
 
 
-def warm_start(network: Hypernetwork, trained: Hypernetwork, copy_noise: float = 0.01) -> list[str]:
+def warm_start(network: Hypernetwork, trained: Hypernetwork, copy_noise: float = 1.0) -> list[str]:
     """Copy `trained`'s weights into `network`; returns the target modules that start as no-ops.
 
     Everything but the target list and the rank must match (width, blocks...), `trained`'s targets must be a subset
     of `network`'s and its rank must divide `network`'s: other changes would leave weights with no counterpart,
     which is a new network, not a start. `copy_noise`: std of the nudge of a repeated latent, relative to the
-    trained latents' std.
+    trained latents' std: at 1 the copies differ as much as fresh latents do (a query is latent + layer embedding,
+    and the embedding dominates, so on the shipped SmolLM2 checkpoint the LoRA moves by 0.2%).
     """
     new_cfg, old_cfg = network.config, trained.config
     diffs = [

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import mmap
 import threading
 import time
 
@@ -40,9 +41,10 @@ def test_timed_calls_run_without_the_memory_sampler():
 
 def test_peak_of_a_call_that_holds_memory_is_seen():
     def hold_64_mib() -> None:
-        block = torch.ones(64 * 2**20 // 4)  # written, so resident
-        time.sleep(0.05)  # many sampling intervals
-        del block
+        # a fresh mapping, written so it is resident: memory the allocator freed earlier in the process cannot serve it
+        with mmap.mmap(-1, 64 * 2**20) as block:
+            block.write(b"x" * len(block))
+            time.sleep(0.05)  # many sampling intervals
 
     assert median_peak_bytes(hold_64_mib, runs=1, device=CPU) > 32 * 2**20
 
