@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from d2l_rag.model.precision import fast_bf16
+from d2l_rag.model.precision import describe_precision
 
 __all__ = ["environment"]
 
@@ -64,7 +64,7 @@ def environment(device: torch.device) -> dict[str, Any]:
         "torch_threads": torch.get_num_threads(),
         "device": str(device),
         "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
-        "hypernet_precision": "bfloat16 autocast" if fast_bf16(device) else "float32",
+        "hypernet_precision": describe_precision(device),
         "git_commit": _git_commit(),
         "versions": {name: _version(name) for name in _PACKAGES},
     }

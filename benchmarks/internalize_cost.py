@@ -65,14 +65,12 @@ def main(argv: list[str] | None = None) -> None:
         parser.error("--runs must be >= 1 and --lengths must name at least one length")
 
     from benchmarks.environment import environment
-    from d2l_rag.default_checkpoint import find_checkpoint
+    from benchmarks.subject import require_checkpoint
     from d2l_rag.model import LoadedHypernetwork, load_base_model, load_checkpoint
     from d2l_rag.model.checkpoint import read_checkpoint_config
 
     lm = load_base_model(args.model)
-    found = args.checkpoint or find_checkpoint(lm)
-    if found is None:
-        raise SystemExit(f"no checkpoint fits {lm.fingerprint.describe()}; pass --checkpoint DIR")
+    found = require_checkpoint(lm, args.checkpoint)
     if args.fresh_weights:  # the cost depends on the shape alone; a machine that lacks the weights can still time it
         hypernet = LoadedHypernetwork.fresh(lm, read_checkpoint_config(found).hypernet)
     else:

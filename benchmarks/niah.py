@@ -49,16 +49,14 @@ def run(
     import torch
     import transformers
 
+    from benchmarks.subject import require_checkpoint
     from d2l_rag.adapters.builder import composition_limit
-    from d2l_rag.default_checkpoint import find_checkpoint
     from d2l_rag.model import load_base_model, load_checkpoint
-    from d2l_rag.model.precision import fast_bf16
+    from d2l_rag.model.precision import describe_precision
     from d2l_rag.training.evaluate import facts_eval, niah_eval
 
     lm = load_base_model(model, dtype=dtype)
-    found = checkpoint or find_checkpoint(lm)
-    if found is None:
-        raise SystemExit(f"no checkpoint fits {lm.fingerprint.describe()}; pass --checkpoint DIR")
+    found = require_checkpoint(lm, checkpoint)
     hypernet = load_checkpoint(found, lm)
     started = time.perf_counter()
     with torch.no_grad():
@@ -102,7 +100,7 @@ def run(
             "transformers": transformers.__version__,
             "device": str(lm.device),
             "dtype": str(lm.dtype).removeprefix("torch."),
-            "hypernet_precision": "bfloat16 autocast" if fast_bf16(lm.device) else "float32",
+            "hypernet_precision": describe_precision(lm.device),
             "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
         },
         "model": lm.name,

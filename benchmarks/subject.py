@@ -16,7 +16,7 @@ from d2l_rag.config import HypernetConfig
 from d2l_rag.model.base import FrozenLM, load_base_model
 from d2l_rag.model.checkpoint import LoadedHypernetwork, load_checkpoint
 
-__all__ = ["Subject", "load_subject"]
+__all__ = ["Subject", "load_subject", "require_checkpoint"]
 
 
 @dataclass
@@ -38,6 +38,16 @@ def _tiny() -> tuple[FrozenLM, HypernetConfig]:
     return tiny_llama(seed=0, window=4096), HypernetConfig(
         rank=4, width=32, num_heads=4, num_blocks=1, chunk_tokens=128
     )
+
+
+def require_checkpoint(lm: FrozenLM, checkpoint: str | Path | None) -> str | Path:
+    """`checkpoint`, or the shipped one that fits `lm`; a command measuring a trained network stops without one."""
+    from d2l_rag.default_checkpoint import find_checkpoint
+
+    found = checkpoint or find_checkpoint(lm)
+    if found is None:
+        raise SystemExit(f"no checkpoint fits {lm.fingerprint.describe()}; pass --checkpoint DIR")
+    return found
 
 
 def load_subject(

@@ -16,7 +16,7 @@ from d2l_rag.model.base import FrozenLM
 from d2l_rag.model.checkpoint import LoadedHypernetwork
 from d2l_rag.model.chunking import chunk_ids, tokenize_document
 from d2l_rag.model.encoder import encode_chunks, pad_chunks
-from d2l_rag.model.precision import hypernet_autocast
+from d2l_rag.model.precision import effective_precision, hypernet_autocast
 
 __all__ = ["AdapterBuilder", "composition_limit"]
 
@@ -46,13 +46,12 @@ class AdapterBuilder:
         """`max_chunks`: chunks a document's adapter composes at most, keeping the most salient ones
         (`d2l_rag.adapters.salience`); None = the checkpoint's measured limit, 0 = every chunk. `precision`: the
         hypernetwork's (`d2l_rag.model.precision`); "auto" = bf16 autocast where the device is fast at it."""
-        hypernet_autocast(lm.device, precision)  # a bad value fails here, not at the first document
         self.lm = lm
         self.hypernet = hypernet
         self.chunk_tokens = chunk_tokens or hypernet.config.hypernet.chunk_tokens
         self.batch_chunks = batch_chunks
         self.max_chunks = composition_limit(hypernet, max_chunks)
-        self.precision = precision
+        self.precision = effective_precision(lm.device, precision)  # once: a bad value fails here, not at a document
 
     def chunks(self, text: str) -> list[list[int]]:
         return chunk_ids(tokenize_document(self.lm.tokenizer, text), self.chunk_tokens)

@@ -7,13 +7,13 @@ Only the hypernetwork's own matmuls change; the base model keeps its dtype and t
 from __future__ import annotations
 
 from contextlib import AbstractContextManager, nullcontext
-from typing import get_args
+from typing import Literal, get_args
 
 import torch
 
 from d2l_rag.config import HypernetPrecision
 
-__all__ = ["fast_bf16", "hypernet_autocast"]
+__all__ = ["describe_precision", "effective_precision", "fast_bf16", "hypernet_autocast"]
 
 
 def fast_bf16(device: torch.device) -> bool:
@@ -28,10 +28,23 @@ def fast_bf16(device: torch.device) -> bool:
     return False
 
 
-def hypernet_autocast(device: torch.device, precision: HypernetPrecision = "auto") -> AbstractContextManager:
-    """The context to run the hypernetwork in: bf16 autocast or none (fp32)."""
+def effective_precision(device: torch.device, precision: HypernetPrecision = "auto") -> Literal["float32", "bfloat16"]:
+    """What `precision` means on `device`: "auto" becomes bfloat16 where `fast_bf16`, else float32."""
     if precision not in get_args(HypernetPrecision):
         raise ValueError(f"hypernet precision must be one of {get_args(HypernetPrecision)}, got {precision!r}")
-    if precision == "float32" or (precision == "auto" and not fast_bf16(device)):
+    if precision == "auto":
+        return "bfloat16" if fast_bf16(device) else "float32"
+    return precision
+
+
+def describe_precision(device: torch.device, precision: HypernetPrecision = "auto") -> str:
+    """For reports: "bfloat16 autocast" or "float32"."""
+    resolved = effective_precision(device, precision)
+    return "bfloat16 autocast" if resolved == "bfloat16" else resolved
+
+
+def hypernet_autocast(device: torch.device, precision: HypernetPrecision = "auto") -> AbstractContextManager:
+    """The context to run the hypernetwork in: bf16 autocast or none (fp32)."""
+    if effective_precision(device, precision) == "float32":
         return nullcontext()
     return torch.autocast(device.type, dtype=torch.bfloat16)

@@ -61,8 +61,9 @@ def warm_start(network: Hypernetwork, trained: Hypernetwork, copy_noise: float =
                 for old_row, name in enumerate(trained.targets):
                     state[key][new_rows[name]].copy_(value[old_row] / copies)
             elif key == "latents":
-                noise = torch.randn_like(value.repeat(copies - 1, 1)) * (copy_noise * value.std())
-                state[key].copy_(torch.cat([value, value.repeat(copies - 1, 1) + noise]))
+                repeats = value.repeat(copies - 1, 1)
+                noise = torch.randn_like(repeats) * (copy_noise * value.std())
+                state[key].copy_(torch.cat([value, repeats + noise]))
             else:
                 state[key].copy_(value)
     return [name for name in network.targets if name not in trained.targets]
