@@ -62,6 +62,11 @@ class Trainer:
                     f"from {cfg.init_checkpoint}; rank {trained.config.rank} -> {cfg.hypernet.rank}, each latent "
                     f"query repeated {cfg.hypernet.rank // trained.config.rank}x"
                 )
+            if trained.config.num_blocks != cfg.hypernet.num_blocks:
+                self.accelerator.print(
+                    f"from {cfg.init_checkpoint}; blocks {trained.config.num_blocks} -> {cfg.hypernet.num_blocks}, "
+                    "the new ones start as identities"
+                )
         net.to(device).train().requires_grad_(True)
         decay = [p for p in net.parameters() if p.dim() >= 2]  # matrices decay; norms, biases, scalers don't
         no_decay = [p for p in net.parameters() if p.dim() < 2]
@@ -211,6 +216,16 @@ class Trainer:
         self._log(log_path, record)
         return pool
 
+    def refresh_fits(self, pool_s: float | None, spent: float) -> bool:
+        """Whether a pool taking `pool_s` seconds still leaves time to train on it, `spent` of this run's
+        `cfg.time_limit_s` gone: a refresh that would end past the limit only spends the run's last minutes
+        drawing examples no step will see."""
+        if self.cfg.time_limit_s is None or pool_s is None:
+            return True
+        acc = self.accelerator  # every process must decide alike: the slowest one's pool counts
+        share = acc.gather(torch.tensor([pool_s / self.cfg.time_limit_s], device=acc.device)).max().item()
+        return spent + share < 1.0
+
     def _log(self, log_path: Path, record: dict[str, Any]) -> None:
         """One line of log.jsonl, written by the main process only."""
         if self.accelerator.is_main_process:
@@ -224,13 +239,27 @@ class Trainer:
         cfg, acc = self.cfg, self.accelerator
         self.out_dir.mkdir(parents=True, exist_ok=True)
         log_path = self.out_dir / "log.jsonl"
-        pool = pool or self._build_pool(log_path)
+        pool_s: float | None = None  # how long drawing and answering a pool takes here (None: one was given)
+        if pool is None:
+            drawing = time.perf_counter()
+            pool = self._build_pool(log_path)
+            pool_s = time.perf_counter() - drawing
         history: list[dict[str, float]] = []
         start = time.perf_counter()
         last = min(cfg.steps, until) if until is not None else cfg.steps
+        spent = 0.0  # share of cfg.time_limit_s this run has used, agreed by every process
         while self.step < last:
             if cfg.pool_refresh_steps and self.step and self.step % cfg.pool_refresh_steps == 0:
-                pool = self._build_pool(log_path)
+                if self.refresh_fits(pool_s, spent):
+                    drawing = time.perf_counter()
+                    pool = self._build_pool(log_path)
+                    pool_s = time.perf_counter() - drawing
+                else:
+                    self._log(log_path, {"step": self.step, "pool_refresh_skipped_s": pool_s})
+                    acc.print(
+                        f"pool refresh at step {self.step} skipped: one takes ~{pool_s:.0f}s and {spent:.0%} of "
+                        f"the time limit is spent; training goes on with the pool in use"
+                    )
             rng = random.Random(cfg.seed * 1_000_003 + self.step * 97 + acc.process_index)
             self.net.train()
             total, info = 0.0, {}

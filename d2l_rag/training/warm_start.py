@@ -9,7 +9,11 @@ A network of k times the rank takes each trained latent query k times. Copies of
 and column of B (self-attention over duplicated keys gives the same weights, the gate reads their mean), so the LoRA
 is the trained one summed k times, and the output scalers divided by k make it the trained LoRA again. Identical
 copies would get identical gradients and never part, so the copies after the first are nudged by a little noise.
-Either way the grown network begins with the trained one's behaviour instead of from scratch.
+
+A deeper network (more latent self-attention blocks) takes the trained blocks first; the blocks after them start
+with their attention output and last MLP layer at zero, so each adds nothing to the residual stream: an identity,
+until training moves those zeros (their inputs are not zero, so they get gradients at once). Either way the grown
+network begins with the trained one's behaviour instead of from scratch.
 """
 
 from __future__ import annotations
@@ -25,9 +29,9 @@ __all__ = ["warm_start"]
 def warm_start(network: Hypernetwork, trained: Hypernetwork, copy_noise: float = 1.0) -> list[str]:
     """Copy `trained`'s weights into `network`; returns the target modules that start as no-ops.
 
-    Everything but the target list and the rank must match (width, blocks...), `trained`'s targets must be a subset
-    of `network`'s and its rank must divide `network`'s: other changes would leave weights with no counterpart,
-    which is a new network, not a start. `copy_noise`: std of the nudge of a repeated latent, relative to the
+    Everything but the target list, the rank and the depth must match (width, heads...), `trained`'s targets must be
+    a subset of `network`'s, its rank must divide `network`'s and it may not have more blocks: other changes would
+    leave weights with no counterpart, which is a new network, not a start. `copy_noise`: std of the nudge of a repeated latent, relative to the
     trained latents' std: at 1 the copies differ as much as fresh latents do (a query is latent + layer embedding,
     and the embedding dominates, so on the shipped SmolLM2 checkpoint the LoRA moves by 0.2%).
     """
@@ -35,8 +39,10 @@ def warm_start(network: Hypernetwork, trained: Hypernetwork, copy_noise: float =
     diffs = [
         f"{field}: checkpoint {getattr(old_cfg, field)!r}, config {getattr(new_cfg, field)!r}"
         for field in type(new_cfg).model_fields
-        if field not in ("target_modules", "rank") and getattr(old_cfg, field) != getattr(new_cfg, field)
+        if field not in ("target_modules", "rank", "num_blocks") and getattr(old_cfg, field) != getattr(new_cfg, field)
     ]
+    if new_cfg.num_blocks < old_cfg.num_blocks:
+        diffs.append(f"num_blocks: checkpoint {old_cfg.num_blocks}, config {new_cfg.num_blocks}, fewer")
     if new_cfg.rank % old_cfg.rank:
         diffs.append(f"rank: checkpoint {old_cfg.rank}, config {new_cfg.rank}, not a multiple of it")
     missing = [t for t in old_cfg.target_modules if t not in new_cfg.target_modules]
@@ -49,8 +55,8 @@ def warm_start(network: Hypernetwork, trained: Hypernetwork, copy_noise: float =
         )
     if diffs:
         raise InvalidInputError(
-            "the init checkpoint's hypernetwork cannot start this one (only adding target modules and multiplying "
-            "the rank are allowed): " + "; ".join(diffs)
+            "the init checkpoint's hypernetwork cannot start this one (only adding target modules or blocks and "
+            "multiplying the rank are allowed): " + "; ".join(diffs)
         )
     new_rows = {name: i for i, name in enumerate(network.targets)}
     copies = new_cfg.rank // old_cfg.rank
@@ -66,4 +72,8 @@ def warm_start(network: Hypernetwork, trained: Hypernetwork, copy_noise: float =
                 state[key].copy_(torch.cat([value, repeats + noise]))
             else:
                 state[key].copy_(value)
+        for block in network.blocks[old_cfg.num_blocks :]:  # new blocks: residual branches that add zero
+            block.attn.out.weight.zero_()
+            block.mlp[-1].weight.zero_()
+            block.mlp[-1].bias.zero_()
     return [name for name in network.targets if name not in trained.targets]

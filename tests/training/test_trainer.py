@@ -185,3 +185,35 @@ def test_a_refreshed_pool_is_drawn_anew_and_a_resumed_run_draws_the_one_it_was_u
     assert resumed.step == 3
     resumed.fit()
     assert seeds == [4002, 4004]  # the pool of steps 2-3 again, then step 4's
+
+
+def test_a_pool_refresh_that_would_outlast_the_time_limit_is_skipped(lm, tmp_path, monkeypatch):
+    """Stage O drew a pool at 829 s of 840 and trained one step on it: a refresh that cannot fit is skipped."""
+    import time
+
+    import d2l_rag.training.trainer as trainer_module
+
+    seeds: list[int] = []
+    examples = [item.example for item in _pool(lm)]
+
+    def slow_draw(lm_, cfg, seed, n=None, split="train"):
+        seeds.append(seed)
+        time.sleep(1.0)  # a pool takes as long as the whole time limit: no refresh can fit
+        return examples
+
+    monkeypatch.setattr(trainer_module, "draw_examples", slow_draw)
+    cfg = _config(tmp_path, steps=4).model_copy(update={"pool_refresh_steps": 2, "seed": 4, "time_limit_s": 1.0})
+    trainer = Trainer(cfg, lm=lm)
+    trainer.fit()
+    assert seeds == [4000]  # the first pool only
+    records = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    skipped = [r for r in records if "pool_refresh_skipped_s" in r]
+    assert trainer.step > 2  # two steps of the tiny model take milliseconds: the run went on with the old pool
+    assert [r["step"] for r in skipped] == [2] and skipped[0]["pool_refresh_skipped_s"] >= 1.0
+    assert trainer.refresh_fits(0.1, spent=0.5) and not trainer.refresh_fits(0.6, spent=0.5)
+    assert trainer.refresh_fits(None, spent=0.99)  # a pool handed in: nothing to go by
+
+
+def test_without_a_time_limit_every_refresh_fits(lm, tmp_path) -> None:
+    trainer = Trainer(_config(tmp_path, steps=2), lm=lm)
+    assert trainer.refresh_fits(1e9, spent=0.0)

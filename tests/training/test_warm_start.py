@@ -1,4 +1,4 @@
-"""Growing a trained hypernetwork by a target module: old targets' LoRAs unchanged, the new one an exact no-op."""
+"""Growing a trained hypernetwork (targets, rank, depth): old LoRAs unchanged, what is new starts as a no-op."""
 
 from __future__ import annotations
 
@@ -50,6 +50,7 @@ def test_a_grown_network_keeps_the_old_targets_and_adds_a_no_op(tiny_lm) -> None
         ({"rank": 6}, "rank: checkpoint 4, config 6, not a multiple of it"),
         ({"rank": 2}, "rank: checkpoint 4, config 2, not a multiple of it"),
         ({"width": 64}, "width: checkpoint 32, config 64"),
+        ({"num_blocks": 0}, "num_blocks: checkpoint 1, config 0, fewer"),
         ({"target_modules": ("self_attn.o_proj",)}, r"checkpoint targets \['mlp.down_proj'\] that the config drops"),
     ],
 )
@@ -123,3 +124,30 @@ def test_training_doubles_the_rank_of_a_checkpoint(tiny_lm, tmp_path, capsys) ->
     assert "rank 4 -> 8, each latent query repeated 2x" in capsys.readouterr().out
     grown = trainer.accelerator.unwrap_model(trainer.net)
     torch.testing.assert_close(grown.out_scale, trained.out_scale / 2)
+
+
+def test_a_deeper_network_starts_with_the_trained_lora_and_its_new_blocks_learn(tiny_lm) -> None:
+    trained = _trained(tiny_lm).eval()
+    deeper = build_hypernetwork(tiny_lm, SMALL.model_copy(update={"num_blocks": 3})).eval()
+    assert warm_start(deeper, trained) == []
+    activations, mask = _inputs(tiny_lm)
+    with torch.no_grad():
+        want, got = trained(activations, mask)["mlp.down_proj"], deeper(activations, mask)["mlp.down_proj"]
+    for g, w in zip(got, want, strict=True):
+        torch.testing.assert_close(g, w)  # the two new blocks are identities
+    for name, value in trained.blocks[0].state_dict().items():
+        assert torch.equal(deeper.blocks[0].state_dict()[name], value)
+    a, b = deeper.train()(activations, mask)["mlp.down_proj"]
+    (a.square().sum() + b.square().sum()).backward()
+    assert all(deeper.blocks[i].attn.out.weight.grad.abs().sum() > 0 for i in (1, 2))  # the zeros move at once
+
+
+def test_training_deepens_a_checkpoint(tiny_lm, tmp_path, capsys) -> None:
+    trained = _trained(tiny_lm)
+    save_checkpoint(trained, tiny_lm, tmp_path / "shallow", dtype=torch.float32)
+    deeper = SMALL.model_copy(update={"num_blocks": 2})
+    cfg = TrainConfig(hypernet=deeper, init_checkpoint=str(tmp_path / "shallow"), out_dir=tmp_path / "deep", steps=1)
+    trainer = Trainer(cfg, lm=tiny_lm)
+    assert "blocks 1 -> 2, the new ones start as identities" in capsys.readouterr().out
+    grown = trainer.accelerator.unwrap_model(trainer.net)
+    assert torch.count_nonzero(grown.blocks[1].mlp[-1].weight) == 0
