@@ -73,7 +73,9 @@ class TrainConfig(BaseModel):
     base_model: str | None = Field(default=None, description="Base model path; None = embedded SmolLM2 GGUF.")
     hypernet: HypernetConfig = Field(default_factory=HypernetConfig)
     init_checkpoint: str | None = Field(
-        default=None, description="Start from these weights (fine-tune, or grow: the config may add target modules)."
+        default=None,
+        description="Start from these weights (fine-tune, or grow: the config may add target modules or latent "
+        "blocks, or multiply the rank).",
     )
     out_dir: Path = Field(default=Path("runs/default"), description="Checkpoints, state and logs go here.")
     seed: int = Field(default=0, description="Seeds data, chunking and initialisation.")

@@ -191,7 +191,8 @@ class Trainer:
     # -- the pool ---------------------------------------------------------------------------------------
     def _pool_seed(self) -> int:
         """The seed of the pool in use at this step: a refreshed pool's seed holds the step it was drawn at, so
-        a resumed run draws the pool the interrupted one was training on."""
+        a resumed run draws the pool the interrupted one was training on (after a refresh skipped for want of time,
+        the one that refresh would have drawn)."""
         refresh = self.cfg.pool_refresh_steps
         drawn_at = self.step - self.step % refresh if refresh else 0
         return self.cfg.seed * 1000 + self.accelerator.process_index + drawn_at

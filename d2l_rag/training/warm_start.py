@@ -31,9 +31,10 @@ def warm_start(network: Hypernetwork, trained: Hypernetwork, copy_noise: float =
 
     Everything but the target list, the rank and the depth must match (width, heads...), `trained`'s targets must be
     a subset of `network`'s, its rank must divide `network`'s and it may not have more blocks: other changes would
-    leave weights with no counterpart, which is a new network, not a start. `copy_noise`: std of the nudge of a repeated latent, relative to the
-    trained latents' std: at 1 the copies differ as much as fresh latents do (a query is latent + layer embedding,
-    and the embedding dominates, so on the shipped SmolLM2 checkpoint the LoRA moves by 0.2%).
+    leave weights with no counterpart, which is a new network, not a start. `copy_noise`: std of the nudge of a
+    repeated latent, relative to the trained latents' std: at 1 the copies differ as much as fresh latents do (a
+    query is latent + layer embedding, and the embedding dominates, so on the shipped SmolLM2 checkpoint the LoRA
+    moves by 0.2%).
     """
     new_cfg, old_cfg = network.config, trained.config
     diffs = [
