@@ -31,6 +31,15 @@ def _inputs(tiny_lm) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.randn(tiny_lm.num_layers, 2, 16, hidden), torch.ones(2, 16)
 
 
+def _grown_by_training(tiny_lm, tmp_path, capsys, hypernet: HypernetConfig):
+    """A Trainer started from a saved `_trained` network with config `hypernet`: (trained, grown, what it printed)."""
+    trained = _trained(tiny_lm)
+    save_checkpoint(trained, tiny_lm, tmp_path / "trained", dtype=torch.float32)
+    cfg = TrainConfig(hypernet=hypernet, init_checkpoint=str(tmp_path / "trained"), out_dir=tmp_path / "run", steps=1)
+    trainer = Trainer(cfg, lm=tiny_lm)
+    return trained, trainer.accelerator.unwrap_model(trainer.net), capsys.readouterr().out
+
+
 def test_a_grown_network_keeps_the_old_targets_and_adds_a_no_op(tiny_lm) -> None:
     trained = _trained(tiny_lm).eval()
     grown = build_hypernetwork(tiny_lm, GROWN).eval()
@@ -84,12 +93,8 @@ def test_a_network_of_k_times_the_rank_starts_with_the_trained_lora(tiny_lm, cop
 
 
 def test_training_grows_from_a_checkpoint_with_fewer_targets(tiny_lm, tmp_path, capsys) -> None:
-    trained = _trained(tiny_lm)
-    save_checkpoint(trained, tiny_lm, tmp_path / "small", dtype=torch.float32)
-    cfg = TrainConfig(hypernet=GROWN, init_checkpoint=str(tmp_path / "small"), out_dir=tmp_path / "grown", steps=1)
-    trainer = Trainer(cfg, lm=tiny_lm)
-    assert "new targets start as no-ops: ['self_attn.o_proj']" in capsys.readouterr().out
-    grown = trainer.accelerator.unwrap_model(trainer.net)
+    trained, grown, printed = _grown_by_training(tiny_lm, tmp_path, capsys, GROWN)
+    assert "new targets start as no-ops: ['self_attn.o_proj']" in printed
     torch.testing.assert_close(grown.out_scale[1], trained.out_scale[0])  # down_proj is the grown net's 2nd target
     assert torch.count_nonzero(grown.out_scale[0]) == 0
     for name, value in trained.cross.state_dict().items():
@@ -116,13 +121,8 @@ def test_a_grown_checkpoint_serves_both_targets(tiny_lm, tmp_path) -> None:
 
 
 def test_training_doubles_the_rank_of_a_checkpoint(tiny_lm, tmp_path, capsys) -> None:
-    trained = _trained(tiny_lm)
-    save_checkpoint(trained, tiny_lm, tmp_path / "small", dtype=torch.float32)
-    doubled = SMALL.model_copy(update={"rank": 8})
-    cfg = TrainConfig(hypernet=doubled, init_checkpoint=str(tmp_path / "small"), out_dir=tmp_path / "r8", steps=1)
-    trainer = Trainer(cfg, lm=tiny_lm)
-    assert "rank 4 -> 8, each latent query repeated 2x" in capsys.readouterr().out
-    grown = trainer.accelerator.unwrap_model(trainer.net)
+    trained, grown, printed = _grown_by_training(tiny_lm, tmp_path, capsys, SMALL.model_copy(update={"rank": 8}))
+    assert "rank 4 -> 8, each latent query repeated 2x" in printed
     torch.testing.assert_close(grown.out_scale, trained.out_scale / 2)
 
 
@@ -143,11 +143,8 @@ def test_a_deeper_network_starts_with_the_trained_lora_and_its_new_blocks_learn(
 
 
 def test_training_deepens_a_checkpoint(tiny_lm, tmp_path, capsys) -> None:
-    trained = _trained(tiny_lm)
-    save_checkpoint(trained, tiny_lm, tmp_path / "shallow", dtype=torch.float32)
-    deeper = SMALL.model_copy(update={"num_blocks": 2})
-    cfg = TrainConfig(hypernet=deeper, init_checkpoint=str(tmp_path / "shallow"), out_dir=tmp_path / "deep", steps=1)
-    trainer = Trainer(cfg, lm=tiny_lm)
-    assert "blocks 1 -> 2, the new ones start as identities" in capsys.readouterr().out
-    grown = trainer.accelerator.unwrap_model(trainer.net)
+    trained, grown, printed = _grown_by_training(tiny_lm, tmp_path, capsys, SMALL.model_copy(update={"num_blocks": 2}))
+    assert "blocks 1 -> 2, the new ones start as identities" in printed
     assert torch.count_nonzero(grown.blocks[1].mlp[-1].weight) == 0
+    for name, value in trained.blocks[0].state_dict().items():
+        torch.testing.assert_close(grown.blocks[0].state_dict()[name], value)
