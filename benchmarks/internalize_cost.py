@@ -24,7 +24,7 @@ PRECISIONS = ("float32", "auto")
 
 def measure(lm: FrozenLM, hypernet: LoadedHypernetwork, lengths: list[int], runs: int) -> list[dict[str, Any]]:
     """A row per length: the plain forward's median seconds and, per precision, internalizing's and the ratio."""
-    from benchmarks.latency import _plain_forward, document_of_length
+    from benchmarks.latency import document_of_length, plain_forward
     from benchmarks.timing import timed_interleaved
     from d2l_rag.adapters.builder import AdapterBuilder
     from d2l_rag.model.chunking import tokenize_document
@@ -37,7 +37,7 @@ def measure(lm: FrozenLM, hypernet: LoadedHypernetwork, lengths: list[int], runs
             raise ValueError(f"a {len(ids)}-token document does not fit the {lm.context_window}-token window")
         builders = [AdapterBuilder(lm, hypernet, batch_chunks=8, precision=p) for p in PRECISIONS]
         timed = timed_interleaved(
-            [partial(_plain_forward, lm, ids)] + [partial(b.build, document) for b in builders], runs, lm.device
+            [partial(plain_forward, lm, ids)] + [partial(b.build, document) for b in builders], runs, lm.device
         )
         forward = timed[0].median_s
         row: dict[str, Any] = {"tokens": len(ids), "chunks": timed[1].result.chunk_count, "forward_s": forward}

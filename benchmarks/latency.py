@@ -23,7 +23,7 @@ from d2l_rag.model.chunking import tokenize_document
 from d2l_rag.training.facts import make_facts_example
 from d2l_rag.training.pool import token_counter
 
-__all__ = ["document_of_length", "run_latency"]
+__all__ = ["document_of_length", "plain_forward", "run_latency"]
 
 _MIN_PEAK_BYTES = 2**20  # below this a sampled-RSS peak is noise; a ratio to it would mean nothing
 
@@ -35,7 +35,7 @@ def document_of_length(lm: FrozenLM, tokens: int, seed: int) -> tuple[str, str]:
 
 
 @torch.no_grad()
-def _plain_forward(lm: FrozenLM, ids: list[int]) -> None:
+def plain_forward(lm: FrozenLM, ids: list[int]) -> None:
     """The floor of reading a document: one backbone pass over all its tokens, no cache, no LM head."""
     backbone = getattr(lm.model, lm.model.base_model_prefix, lm.model)
     backbone(input_ids=torch.tensor([ids], device=lm.device), use_cache=False)
@@ -58,7 +58,7 @@ def run_latency(
         log(f"  latency: {len(ids)}-token document")
         build_fn = partial(builder.build, document)
         if len(ids) <= lm.context_window:  # the ratio's two sides in turn, so load drifting on the host hits both
-            fwd, build = timed_interleaved([partial(_plain_forward, lm, ids), build_fn], runs, lm.device)
+            fwd, build = timed_interleaved([partial(plain_forward, lm, ids), build_fn], runs, lm.device)
             row["forward_s"] = fwd.median_s
         else:
             build = timed_interleaved([build_fn], runs, lm.device)[0]

@@ -197,8 +197,9 @@ class Trainer:
         drawn_at = self.step - self.step % refresh if refresh else 0
         return self.cfg.seed * 1000 + self.accelerator.process_index + drawn_at
 
-    def _build_pool(self, log_path: Path) -> list[PoolItem]:
-        """Draw and answer a pool, logging how long each half took (drawing is CPU work, answering GPU work)."""
+    def _build_pool(self, log_path: Path) -> tuple[list[PoolItem], float]:
+        """Draw and answer a pool, logging how long each half took (drawing is CPU work, answering GPU work);
+        returns the pool and the seconds it took."""
         acc, started = self.accelerator, time.perf_counter()
         examples = draw_examples(self.lm, self.cfg, seed=self._pool_seed())
         drawn = time.perf_counter()
@@ -215,7 +216,7 @@ class Trainer:
             f"drawing {record['pool_draw_s']:.1f}s, teacher {record['pool_teacher_s']:.1f}s"
         )
         self._log(log_path, record)
-        return pool
+        return pool, record["pool_draw_s"] + record["pool_teacher_s"]
 
     def refresh_fits(self, pool_s: float | None, spent: float) -> bool:
         """Whether a pool taking `pool_s` seconds still leaves time to train on it, `spent` of this run's
@@ -242,9 +243,7 @@ class Trainer:
         log_path = self.out_dir / "log.jsonl"
         pool_s: float | None = None  # how long drawing and answering a pool takes here (None: one was given)
         if pool is None:
-            drawing = time.perf_counter()
-            pool = self._build_pool(log_path)
-            pool_s = time.perf_counter() - drawing
+            pool, pool_s = self._build_pool(log_path)
         history: list[dict[str, float]] = []
         start = time.perf_counter()
         last = min(cfg.steps, until) if until is not None else cfg.steps
@@ -252,9 +251,7 @@ class Trainer:
         while self.step < last:
             if cfg.pool_refresh_steps and self.step and self.step % cfg.pool_refresh_steps == 0:
                 if self.refresh_fits(pool_s, spent):
-                    drawing = time.perf_counter()
-                    pool = self._build_pool(log_path)
-                    pool_s = time.perf_counter() - drawing
+                    pool, pool_s = self._build_pool(log_path)
                 else:
                     self._log(log_path, {"step": self.step, "pool_refresh_skipped_s": pool_s})
                     acc.print(
