@@ -20,6 +20,7 @@ import argparse
 import json
 import random
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +37,7 @@ from d2l_rag.training.pool import token_counter
 from d2l_rag.training.scoring import answer_contains, answer_form
 
 
-def redraw_with_facts(count, length: int, n: int) -> list[tuple[QAExample, list[Fact]]]:
+def redraw_with_facts(count: Callable[[str], int], length: int, n: int) -> list[tuple[QAExample, list[Fact]]]:
     """`facts_examples(count, length, n)`'s examples, each with its facts (the asked one first)."""
     made: list[Fact] = []
     make_fact = facts_module.make_fact
