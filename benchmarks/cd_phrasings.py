@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import random
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -30,7 +29,7 @@ import d2l_rag.training.facts as facts_module
 from benchmarks.facts_set import DEFAULT_FACTS_SET, load_facts_set
 from d2l_rag.baselines.context_distillation import CDConfig, StandardCDBaseline
 from d2l_rag.model import load_base_model
-from d2l_rag.training.evaluate import FACTS_SEED
+from d2l_rag.training.evaluate import facts_examples
 from d2l_rag.training.examples import QAExample
 from d2l_rag.training.facts import Fact
 from d2l_rag.training.pool import token_counter
@@ -46,15 +45,16 @@ def redraw_with_facts(count: Callable[[str], int], length: int, n: int) -> list[
         made.append(make_fact(*args, **kwargs))
         return made[-1]
 
-    rng, drawn = random.Random(FACTS_SEED + length), []
     facts_module.make_fact = recording
-    try:  # the same calls, in the same order, as facts_examples makes
-        for _ in range(n):
-            made.clear()
-            example = facts_module.make_facts_example(rng, length, count, "heldout", rng.randint(1, 4))
-            drawn.append((example, list(made)))
+    try:
+        examples = facts_examples(count, length, n)
     finally:
         facts_module.make_fact = make_fact
+    drawn, first = [], 0
+    for example in examples:  # each example made its n_facts facts in turn, the asked one first
+        last = first + int(example.meta["n_facts"])
+        drawn.append((example, made[first:last]))
+        first = last
     return drawn
 
 
