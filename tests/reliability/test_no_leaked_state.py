@@ -125,32 +125,38 @@ def test_raise_from_the_streamer(setup, monkeypatch):
     assert_clean()
 
 
-def test_consumer_abandons_a_stream(setup):
+def test_consumer_abandons_a_stream(setup, monkeypatch):
     """The generation thread keeps its adapter while it finishes; other threads must not see it meanwhile."""
     internalizer, assert_clean = setup
     model = internalizer.lm.model
     this_thread = threading.get_ident()
+    # The tiny random model's answer has no spaces, so the streamer would hold it all until generate returns and
+    # leave no window: treating every character as CJK makes it hand over each token's text at once.
+    monkeypatch.setattr(TextIteratorStreamer, "_is_chinese_char", lambda self, cp: True)
+    looked = threading.Event()
+    generating_steps = 0
 
-    def slow_other_threads(module, args):  # each generation step of the stream's thread takes >= 50 ms
+    def hold_generation_after_its_first_step(module, args):
+        nonlocal generating_steps
         if threading.get_ident() != this_thread:
-            time.sleep(0.05)
+            generating_steps += 1
+            if generating_steps > 1:
+                looked.wait(timeout=60)
 
-    handle = model.register_forward_pre_hook(slow_other_threads)
+    handle = model.register_forward_pre_hook(hold_generation_after_its_first_step)
     try:
-        overlapped = 0
-        for _ in range(3):  # a stream whose answer ends right after its first piece leaves no window: try again
-            pieces = iter(internalizer.stream(QUESTION, doc_id="doc"))
-            next(pieces)
-            pieces.close()  # GeneratorExit in the consumer; the generating thread runs on
-            deadline = time.monotonic() + 60
-            while _hooks_left(model) and time.monotonic() < deadline:
-                internalizer.assert_bare_logits()  # from this thread, while the adapter is live in the other one
-                overlapped += 1
-            if overlapped:
-                break
+        pieces = iter(internalizer.stream(QUESTION, doc_id="doc"))
+        next(pieces)
+        pieces.close()  # GeneratorExit in the consumer; the generating thread runs on, held at its second step
+        assert _hooks_left(model) == internalizer.lm.num_layers, "the generating thread lost its adapter"
+        internalizer.assert_bare_logits()  # from this thread, while the adapter is live in the other one
     finally:
+        looked.set()
         handle.remove()
-    assert overlapped > 0, "the stream finished before it could be checked; make it longer"
+    deadline = time.monotonic() + 60
+    while _hooks_left(model) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert generating_steps > 1
     assert_clean()
 
 
