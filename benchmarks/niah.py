@@ -108,8 +108,21 @@ def run(
     }
 
 
-def _cell(result: dict[str, Any] | None) -> str:
-    return "n/a (beyond window)" if result is None else f"{result['accuracy']:.2f} (n={result['n']})"
+def _cell(result: dict[str, Any] | None, key: str = "accuracy") -> str:
+    return "n/a (beyond window)" if result is None else f"{result[key]:.2f} (n={result['n']})"
+
+
+def _table(table: dict[str, dict[str, Any]], lengths: list[int], key: str = "accuracy") -> list[str]:
+    lines = ["| tokens | " + " | ".join(table) + " |", "|---" * (len(table) + 1) + "|"]
+    for length in lengths:
+        lines.append(f"| {length} | " + " | ".join(_cell(table[m].get(str(length)), key) for m in table) + " |")
+    return lines
+
+
+GROUNDED_NOTE = (
+    "The same answers with grounded spelling (`d2l_rag.grounding`: a rare name, code or number the document lacks "
+    "takes the document's closest one):"
+)
 
 
 def _composition(settings: dict[str, Any]) -> str:
@@ -149,10 +162,10 @@ def markdown(data: dict[str, Any]) -> str:
         lengths = sorted({int(k) for mode in table.values() for k in mode}, key=int)
         if not lengths:  # the section was not asked for (--lengths '' or --facts-lengths '')
             continue
-        lines += [f"## {title}", "", "| tokens | " + " | ".join(table) + " |", "|---" * (len(table) + 1) + "|"]
-        for length in lengths:
-            lines.append(f"| {length} | " + " | ".join(_cell(table[m].get(str(length))) for m in table) + " |")
-        lines.append("")
+        lines += [f"## {title}", "", *_table(table, lengths), ""]
+        grounded = {m: t for m, t in table.items() if all(r is None or "grounded_accuracy" in r for r in t.values())}
+        if grounded:  # JSON from before grounding was measured has none
+            lines += [GROUNDED_NOTE, "", *_table(grounded, lengths, "grounded_accuracy"), ""]
     adapter = data["niah"].get("adapter", {})
     if adapter:
         lines += [

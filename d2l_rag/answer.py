@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Literal
+
+from d2l_rag.grounding import SpellingCorrection
 
 __all__ = ["AnswerStream", "InternalizedAnswer", "Mode"]
 
@@ -25,6 +27,7 @@ class InternalizedAnswer:
     fallback_reason: str | None = None  # why a document was answered in context
     context: Literal["full", "passages"] | None = None  # "passages": too long, most similar passages only
     routed: bool = False  # documents chosen by the router
+    spelling_corrections: tuple[SpellingCorrection, ...] = ()  # words of the answer given the document's spelling
 
     def metadata(self) -> dict[str, object]:
         return {
@@ -37,6 +40,7 @@ class InternalizedAnswer:
             "fallback_reason": self.fallback_reason,
             "context": self.context,
             "routed": self.routed,
+            "spelling_corrections": [asdict(c) for c in self.spelling_corrections],
         }
 
 

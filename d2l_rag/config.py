@@ -113,6 +113,14 @@ class InternalizerConfig(_Strict):
         description="Chunks a document's adapter composes at most, keeping the most salient ones; None = the "
         "checkpoint's measured limit, 0 = every chunk.",
     )
+    ground_spelling: bool = Field(
+        default=True,
+        description="Give an adapter's answer the document's spelling of a rare name, code or number it nearly "
+        "copied (d2l_rag.grounding); each change is listed in the answer's spelling_corrections.",
+    )
+    grounding_min_similarity: float = Field(
+        default=0.75, ge=0.5, le=1.0, description="How close (difflib ratio) a word must be to the document's one."
+    )
     route_k: int = Field(
         default=1, ge=1, le=16, description="Documents the router picks for a question asked without ids (composed)."
     )

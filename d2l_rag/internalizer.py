@@ -11,8 +11,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ from d2l_rag.default_checkpoint import find_checkpoint
 from d2l_rag.document_input import check_collection, check_doc_id, check_length, check_text, read_text_files
 from d2l_rag.errors import D2LError, InvalidInputError, UnknownDocumentError
 from d2l_rag.generation import Generator, check_question
+from d2l_rag.grounding import DocumentLexicon, GroundedText, ground_pieces, tokenizer_rarity
 from d2l_rag.model.base import FrozenLM, load_base_model
 from d2l_rag.model.checkpoint import LoadedHypernetwork, load_checkpoint
 from d2l_rag.routing import BM25Router, Router
@@ -35,6 +37,7 @@ from d2l_rag.routing import BM25Router, Router
 __all__ = ["DocumentInfo", "DocumentInternalizer", "default_cache_dir"]
 
 logger = logging.getLogger(__name__)
+LEXICONS_KEPT = 16  # documents (or sets of them) whose grounding lexicon is kept between questions
 
 ProgressCallback = Callable[[int, int], None]  # (chunks done, chunks total)
 
@@ -136,6 +139,8 @@ class DocumentInternalizer:
         self.collection_name = check_collection(collection)
         self.router: Router = router or BM25Router()
         self._counters = _Counters()
+        self._lexicons: dict[tuple[str, ...], DocumentLexicon] = {}  # by the texts' hashes, the last LEXICONS_KEPT
+        self._lexicons_lock = threading.Lock()
 
     def _load_hypernet(self, checkpoint: Any, use_checkpoint: bool) -> tuple[LoadedHypernetwork | None, str | None]:
         if isinstance(checkpoint, LoadedHypernetwork):
@@ -443,11 +448,29 @@ class DocumentInternalizer:
             )
         return _Plan(ids, adapter, context, kind, "; ".join(reasons) or None, routed, time.perf_counter() - start)
 
+    def _lexicon(self, plan: _Plan) -> DocumentLexicon | None:
+        """The rare words and numbers of the plan's documents, where its answer comes from an adapter and the
+        config grounds spelling (built once per set of texts: a 64k-token document takes ~0.1 s)."""
+        if plan.adapter is None or not self.config.ground_spelling:
+            return None
+        parts = tuple(sha for doc_id in plan.doc_ids for sha in self._record(doc_id)["parts"])
+        lexicon = self._lexicons.get(parts)
+        if lexicon is None:
+            lexicon = DocumentLexicon.from_texts(map(self._stored_text, parts), tokenizer_rarity(self.lm.tokenizer))
+            with self._lexicons_lock:  # questions may come from several threads
+                while len(self._lexicons) >= LEXICONS_KEPT:
+                    self._lexicons.pop(next(iter(self._lexicons)))
+                self._lexicons[parts] = lexicon
+        return lexicon
+
     def _result(
         self, plan: _Plan, text: str, prompt_tokens: int, completion_tokens: int, generate_s: float
     ) -> InternalizedAnswer:
+        lexicon = self._lexicon(plan)
+        grounded = lexicon.ground(text, self.config.grounding_min_similarity) if lexicon else GroundedText(text)
         return InternalizedAnswer(
-            text=text,
+            text=grounded.text,
+            spelling_corrections=grounded.corrections,
             doc_ids=plan.doc_ids,
             mode=plan.mode,  # type: ignore[arg-type]
             prompt_tokens=prompt_tokens,
@@ -492,11 +515,23 @@ class DocumentInternalizer:
         prompt_tokens = len(self.generator.prompt_ids(question, plan.context))
         start = time.perf_counter()
 
-        def finish(text: str) -> InternalizedAnswer:
-            completion = self._count_tokens(text)
-            return self._result(plan, text.strip(), prompt_tokens, completion, time.perf_counter() - start)
+        raw: list[str] = []  # as generated: `finish` grounds it whole, for the corrections, to the text streamed
 
-        return AnswerStream(iter(self.generator.stream(question, plan.adapter, plan.context)), finish)
+        def generated() -> Iterator[str]:
+            for piece in self.generator.stream(question, plan.adapter, plan.context):
+                raw.append(piece)
+                yield piece
+
+        def finish(_streamed: str) -> InternalizedAnswer:
+            text = "".join(raw)
+            seconds = time.perf_counter() - start
+            return self._result(plan, text.strip(), prompt_tokens, self._count_tokens(text), seconds)
+
+        lexicon = self._lexicon(plan)
+        pieces = generated()
+        if lexicon is not None:
+            pieces = ground_pieces(pieces, lexicon, self.config.grounding_min_similarity)
+        return AnswerStream(pieces, finish)
 
     async def aask(
         self, question: str, doc_id: str | None = None, doc_ids: Sequence[str] | None = None

@@ -14,6 +14,7 @@ from typing import Literal
 from d2l_rag.adapters.builder import AdapterBuilder
 from d2l_rag.config import GenerationConfig
 from d2l_rag.generation import Generator
+from d2l_rag.grounding import DocumentLexicon, tokenizer_rarity
 from d2l_rag.model.base import FrozenLM
 from d2l_rag.model.checkpoint import LoadedHypernetwork
 from d2l_rag.training.examples import QAExample, Split
@@ -48,6 +49,7 @@ def _score_modes(
 ) -> dict[str, dict[str, object] | None]:
     """Accuracy of each mode on `examples` (None where in-context does not fit the window)."""
     count = token_counter(lm)
+    is_rare = tokenizer_rarity(lm.tokenizer)
     fits = all(count(ex.document) + 96 + generator.config.max_new_tokens <= lm.context_window for ex in examples)
     out: dict[str, dict[str, object] | None] = {}
     for mode in modes:
@@ -57,6 +59,7 @@ def _score_modes(
             out[mode] = None
             continue
         correct: list[bool] = []
+        grounded: list[bool] = []  # the same answers with the document's spelling (d2l_rag.grounding)
         by_depth: dict[str, list[bool]] = {}
         by_type: dict[str, list[bool]] = {}
         by_answer: dict[str, list[bool]] = {}
@@ -74,6 +77,9 @@ def _score_modes(
             for ex, ans in zip(batch, answers, strict=True):
                 ok = score(ans.text, ex.answer)
                 correct.append(ok)
+                grounded.append(
+                    score(DocumentLexicon.from_texts([ex.document], is_rare).ground(ans.text).text, ex.answer)
+                )
                 by_depth.setdefault(str(min(int((ex.depth or 0) * N_DEPTH_BINS), N_DEPTH_BINS - 1)), []).append(ok)
                 if "fact_type" in ex.meta:
                     by_type.setdefault(ex.meta["fact_type"], []).append(ok)
@@ -84,6 +90,8 @@ def _score_modes(
             "by_depth": {k: sum(v) / len(v) for k, v in sorted(by_depth.items(), key=lambda kv: int(kv[0]))},
             "sample_answer": answers[-1].text if answers else "",
             "right": correct,  # per example, in the order asked: two runs on the same questions compare pairwise
+            "grounded_accuracy": sum(grounded) / len(grounded),
+            "grounded_right": grounded,
         }
         if by_type:  # counts, not fractions: a type drawn 6 times out of 100 needs its n read with it
             result["by_type"], result["by_answer"] = _right_counts(by_type), _right_counts(by_answer)

@@ -1,0 +1,170 @@
+"""Grounded spelling: an adapter's near-miss copy of a document's rare name, code or number gets the document's own.
+
+An adapter holds a document's facts approximately: on the held-out facts, half of its misses that the model gets
+right in context are a letter or a digit or two away from the document's ("Captain Cuvpeo Sheskley" for Cuvpeino
+Sheskley, 840,371 for 840,379). The
+document's text is stored with its adapter, so an answer's rare words and numbers that the document does not hold
+are replaced by the document's closest one when it is close enough. Common words are left alone (a tokenizer splits
+them into fewer pieces than `min_pieces`), and so is every word the document holds; a correction is made only where
+one candidate is closest, and each is reported so that a caller sees what was changed.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+
+__all__ = [
+    "DocumentLexicon",
+    "GroundedText",
+    "SpellingCorrection",
+    "ground_pieces",
+    "tokenizer_rarity",
+]
+
+TOKEN = re.compile(r"\w+(?:[-,.]\w+)*")  # whole identifiers and dotted names too, so that their parts stay apart
+MIN_SIMILARITY = 0.75  # difflib ratio of a word (or code) and the document's closest one
+MIN_PIECES = 3  # tokenizer pieces that make a word rare: invented names split into 3 or more, common words fewer
+
+
+@dataclass(frozen=True)
+class SpellingCorrection:
+    """One word of an answer replaced by the document's spelling."""
+
+    original: str
+    grounded: str
+    similarity: float  # difflib ratio for words and codes; for numbers the share of digits that agree
+
+
+@dataclass(frozen=True)
+class GroundedText:
+    text: str
+    corrections: tuple[SpellingCorrection, ...] = ()
+
+
+def _kind(token: str) -> str:
+    """A "number" (digits, thousands commas, a decimal point), a "word" (letters, hyphens), a "code" (letters and
+    digits, hyphens) or "other" (identifiers, dotted names, versions), which is never corrected."""
+    if re.fullmatch(r"\d+(?:[,.]\d+)*", token):
+        return "number"
+    if re.fullmatch(r"[^\W\d_]+(?:-[^\W\d_]+)*", token):
+        return "word"
+    return "code" if re.fullmatch(r"[^\W_]+(?:-[^\W_]+)*", token) else "other"
+
+
+def _digits(number: str) -> str:
+    return re.sub(r"\D", "", number)
+
+
+class DocumentLexicon:
+    """The rare words, codes and numbers of one or more documents, which answers are grounded against."""
+
+    def __init__(self, tokens: Iterable[str], is_rare: Callable[[Sequence[str]], list[bool]]) -> None:
+        unique = sorted(set(tokens))
+        self.known = {t.lower() for t in unique}
+        words = [t for t in unique if _kind(t) in ("word", "code")]
+        rare = is_rare(words) if words else []
+        self.words = [w for w, r in zip(words, rare, strict=True) if r]
+        self.is_rare = is_rare
+        self.numbers: dict[int, dict[str, str]] = {}  # digit count -> {digits: the document's spelling}
+        for t in unique:
+            if _kind(t) == "number":
+                self.numbers.setdefault(len(_digits(t)), {}).setdefault(_digits(t), t)
+
+    @classmethod
+    def from_texts(cls, texts: Iterable[str], is_rare: Callable[[Sequence[str]], list[bool]]) -> DocumentLexicon:
+        return cls((t for text in texts for t in TOKEN.findall(text)), is_rare)
+
+    def _closest_number(self, token: str) -> SpellingCorrection | None:
+        """A number of the same digit count with at most 1 digit in 3 differing (one in a year, two in 840,371;
+        none in 42, whose other spellings, such as 4.2, are still taken)."""
+        digits = _digits(token)
+        allowed = len(digits) // 3
+        scored = []
+        for other, spelling in self.numbers.get(len(digits), {}).items():
+            differ = sum(a != b for a, b in zip(digits, other, strict=True))
+            if differ <= allowed:
+                scored.append((differ, spelling))
+        scored.sort()
+        if not scored or (len(scored) > 1 and scored[0][0] == scored[1][0]):
+            return None
+        differ, spelling = scored[0]
+        return SpellingCorrection(token, spelling, 1 - differ / len(digits))
+
+    def _closest_word(self, token: str, min_similarity: float) -> SpellingCorrection | None:
+        if not self.is_rare([token])[0]:
+            return None
+        kind = _kind(token)
+        matcher = difflib.SequenceMatcher(b=token.lower(), autojunk=False)
+        scored = []
+        for word in self.words:
+            if _kind(word) != kind:
+                continue
+            matcher.set_seq1(word.lower())
+            if matcher.real_quick_ratio() >= min_similarity and matcher.quick_ratio() >= min_similarity:
+                ratio = matcher.ratio()
+                if ratio >= min_similarity:
+                    scored.append((ratio, word))
+        scored.sort(reverse=True)
+        if not scored or (len(scored) > 1 and scored[0][0] == scored[1][0]):
+            return None
+        ratio, word = scored[0]
+        return SpellingCorrection(token, word, round(ratio, 3))
+
+    def ground(self, answer: str, min_similarity: float = MIN_SIMILARITY) -> GroundedText:
+        """`answer` with each rare word, code or number the document lacks replaced by its closest one."""
+        corrections: list[SpellingCorrection] = []
+
+        def replace(match: re.Match[str]) -> str:
+            token = match.group(0)
+            if token.lower() in self.known:
+                return token
+            kind = _kind(token)
+            if kind == "number":
+                found = self._closest_number(token)
+            elif kind in ("word", "code"):
+                found = self._closest_word(token, min_similarity)
+            else:
+                found = None
+            if found is None:
+                return token
+            corrections.append(found)
+            return found.grounded
+
+        text = TOKEN.sub(replace, answer)
+        return GroundedText(text, tuple(corrections))
+
+
+def tokenizer_rarity(tokenizer, min_pieces: int = MIN_PIECES) -> Callable[[Sequence[str]], list[bool]]:
+    """A word is rare when `tokenizer` splits one of its hyphenated parts (after a space, as inside a sentence)
+    into `min_pieces` or more: "non-profit" is two common parts, "Cuvpeino" one rare one."""
+
+    def is_rare(words: Sequence[str]) -> list[bool]:
+        parts = [w.split("-") for w in words]
+        flat = [f" {part}" for ps in parts for part in ps]
+        pieces = [len(ids) for ids in tokenizer(flat, add_special_tokens=False)["input_ids"]] if flat else []
+        rare, start = [], 0
+        for ps in parts:
+            rare.append(max(pieces[start : start + len(ps)]) >= min_pieces)
+            start += len(ps)
+        return rare
+
+    return is_rare
+
+
+def ground_pieces(
+    pieces: Iterable[str], lexicon: DocumentLexicon, min_similarity: float = MIN_SIMILARITY
+) -> Iterator[str]:
+    """Stream `pieces` grounded: text is held back to its last whitespace, so that a word is grounded whole (no
+    token of `TOKEN` spans whitespace, so the pieces joined equal the whole text grounded)."""
+    pending = ""
+    for piece in pieces:
+        pending += piece
+        cut = max(pending.rfind(c) for c in " \n\t\r") + 1
+        if cut:
+            yield lexicon.ground(pending[:cut], min_similarity).text
+            pending = pending[cut:]
+    if pending:
+        yield lexicon.ground(pending, min_similarity).text
