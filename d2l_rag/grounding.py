@@ -55,7 +55,8 @@ def _kind(token: str) -> str:
 
 
 def _digits(number: str) -> str:
-    return re.sub(r"\D", "", number)
+    """The number without its thousands commas; a decimal point stays, so 1.5 and 15 never match."""
+    return number.replace(",", "")
 
 
 class DocumentLexicon:
@@ -68,7 +69,7 @@ class DocumentLexicon:
         rare = is_rare(words) if words else []
         self.words = [w for w, r in zip(words, rare, strict=True) if r]
         self.is_rare = is_rare
-        self.numbers: dict[int, dict[str, str]] = {}  # digit count -> {digits: the document's spelling}
+        self.numbers: dict[int, dict[str, str]] = {}  # length -> {number without commas: the document's spelling}
         for t in unique:
             if _kind(t) == "number":
                 self.numbers.setdefault(len(_digits(t)), {}).setdefault(_digits(t), t)
@@ -78,10 +79,10 @@ class DocumentLexicon:
         return cls((t for text in texts for t in TOKEN.findall(text)), is_rare)
 
     def _closest_number(self, token: str) -> SpellingCorrection | None:
-        """A number of the same digit count with at most 1 digit in 3 differing (one in a year, two in 840,371;
-        none in 42, whose other spellings, such as 4.2, are still taken)."""
+        """A number of the same digits and point with at most 1 digit in 3 differing (one in a year, two in
+        840,371, none in 42; 3857 takes the spelling 3,857)."""
         digits = _digits(token)
-        allowed = len(digits) // 3
+        allowed = sum(c.isdigit() for c in digits) // 3
         scored = []
         for other, spelling in self.numbers.get(len(digits), {}).items():
             differ = sum(a != b for a, b in zip(digits, other, strict=True))
@@ -91,7 +92,7 @@ class DocumentLexicon:
         if not scored or (len(scored) > 1 and scored[0][0] == scored[1][0]):
             return None
         differ, spelling = scored[0]
-        return SpellingCorrection(token, spelling, 1 - differ / len(digits))
+        return SpellingCorrection(token, spelling, 1 - differ / sum(c.isdigit() for c in digits))
 
     def _closest_word(self, token: str, min_similarity: float) -> SpellingCorrection | None:
         if not self.is_rare([token])[0]:

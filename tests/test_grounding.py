@@ -85,8 +85,10 @@ def test_a_hyphenated_word_is_rare_when_one_part_is(tiny_lm):
 
 def test_identifiers_short_numbers_and_possessives_stay():
     lexicon = DocumentLexicon.from_texts(
-        ["Call threadpool_limits in threading.Thread. Kramquothson's badge is 42. Version 2.0."], long_words_are_rare
+        ["Call threadpool_limits in threading.Thread. Kramquothson's badge is 42. Version 2.0, 1.5 or 4,250."],
+        long_words_are_rare,
     )
-    for answer in ["Call thread_pool_limits.", "Use threading.thread_safe.", "It is 43.", "Kramquothson said 21."]:
+    answers = ["Call thread_pool_limits.", "Use threading.thread_safe.", "It is 43.", "He said 21.", "15 or 42.50"]
+    for answer in answers:
         assert lexicon.ground(answer).corrections == (), answer
     assert lexicon.ground("Kramqothson's").text == "Kramquothson's"
