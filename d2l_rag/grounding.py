@@ -67,7 +67,10 @@ class DocumentLexicon:
         self.known = {t.lower() for t in unique}
         words = [t for t in unique if _kind(t) in ("word", "code")]
         rare = is_rare(words) if words else []
-        self.words = [w for w, r in zip(words, rare, strict=True) if r]
+        self.rare: dict[str, list[str]] = {"word": [], "code": []}  # kind -> the document's rare ones
+        for word, is_word_rare in zip(words, rare, strict=True):
+            if is_word_rare:
+                self.rare[_kind(word)].append(word)
         self.is_rare = is_rare
         self.numbers: dict[int, dict[str, str]] = {}  # length -> {number without commas: the document's spelling}
         for t in unique:
@@ -82,37 +85,28 @@ class DocumentLexicon:
         """A number of the same digits and point with at most 1 digit in 3 differing (one in a year, two in
         840,371, none in 42; 3857 takes the spelling 3,857)."""
         digits = _digits(token)
-        allowed = sum(c.isdigit() for c in digits) // 3
+        count = sum(c.isdigit() for c in digits)
         scored = []
         for other, spelling in self.numbers.get(len(digits), {}).items():
             differ = sum(a != b for a, b in zip(digits, other, strict=True))
-            if differ <= allowed:
-                scored.append((differ, spelling))
-        scored.sort()
-        if not scored or (len(scored) > 1 and scored[0][0] == scored[1][0]):
-            return None
-        differ, spelling = scored[0]
-        return SpellingCorrection(token, spelling, 1 - differ / sum(c.isdigit() for c in digits))
+            if differ <= count // 3:
+                scored.append((1 - differ / count, spelling))
+        best = _single_best(scored)
+        return None if best is None else SpellingCorrection(token, best[1], best[0])
 
     def _closest_word(self, token: str, min_similarity: float) -> SpellingCorrection | None:
         if not self.is_rare([token])[0]:
             return None
-        kind = _kind(token)
         matcher = difflib.SequenceMatcher(b=token.lower(), autojunk=False)
         scored = []
-        for word in self.words:
-            if _kind(word) != kind:
-                continue
+        for word in self.rare[_kind(token)]:
             matcher.set_seq1(word.lower())
             if matcher.real_quick_ratio() >= min_similarity and matcher.quick_ratio() >= min_similarity:
                 ratio = matcher.ratio()
                 if ratio >= min_similarity:
                     scored.append((ratio, word))
-        scored.sort(reverse=True)
-        if not scored or (len(scored) > 1 and scored[0][0] == scored[1][0]):
-            return None
-        ratio, word = scored[0]
-        return SpellingCorrection(token, word, round(ratio, 3))
+        best = _single_best(scored)
+        return None if best is None else SpellingCorrection(token, best[1], round(best[0], 3))
 
     def ground(self, answer: str, min_similarity: float = MIN_SIMILARITY) -> GroundedText:
         """`answer` with each rare word, code or number the document lacks replaced by its closest one."""
@@ -136,6 +130,14 @@ class DocumentLexicon:
 
         text = TOKEN.sub(replace, answer)
         return GroundedText(text, tuple(corrections))
+
+
+def _single_best(scored: list[tuple[float, str]]) -> tuple[float, str] | None:
+    """The most similar (similarity, candidate), or None where there is none or two are as similar."""
+    scored.sort(reverse=True)
+    if not scored or (len(scored) > 1 and scored[0][0] == scored[1][0]):
+        return None
+    return scored[0]
 
 
 def tokenizer_rarity(tokenizer, min_pieces: int = MIN_PIECES) -> Callable[[Sequence[str]], list[bool]]:

@@ -67,6 +67,7 @@ class _Plan:
     fallback_reason: str | None
     routed: bool
     adapter_s: float
+    parts: tuple[str, ...] = ()  # the documents' stored texts (hashes), which grounded spelling reads
 
     @property
     def mode(self) -> str:
@@ -426,9 +427,10 @@ class DocumentInternalizer:
         if not ids:
             raise InvalidInputError("doc_ids is empty")
         start = time.perf_counter()
-        adapters, fallback_texts, reasons = [], [], []
+        adapters, fallback_texts, reasons, parts = [], [], [], []
         for i in ids:
             record = self._record(i)
+            parts += record["parts"]
             reason = self._fallback_reason(record)
             if reason is None:
                 try:
@@ -446,21 +448,22 @@ class DocumentInternalizer:
             context, kind = fit_context(
                 self.generator, question, "\n\n".join(fallback_texts), self.config.fallback_passages
             )
-        return _Plan(ids, adapter, context, kind, "; ".join(reasons) or None, routed, time.perf_counter() - start)
+        seconds = time.perf_counter() - start
+        return _Plan(ids, adapter, context, kind, "; ".join(reasons) or None, routed, seconds, tuple(parts))
 
     def _lexicon(self, plan: _Plan) -> DocumentLexicon | None:
         """The rare words and numbers of the plan's documents, where its answer comes from an adapter and the
         config grounds spelling (built once per set of texts: a 64k-token document takes ~0.1 s)."""
         if plan.adapter is None or not self.config.ground_spelling:
             return None
-        parts = tuple(sha for doc_id in plan.doc_ids for sha in self._record(doc_id)["parts"])
-        lexicon = self._lexicons.get(parts)
+        lexicon = self._lexicons.get(plan.parts)
         if lexicon is None:
-            lexicon = DocumentLexicon.from_texts(map(self._stored_text, parts), tokenizer_rarity(self.lm.tokenizer))
+            texts = map(self._stored_text, plan.parts)
+            lexicon = DocumentLexicon.from_texts(texts, tokenizer_rarity(self.lm.tokenizer))
             with self._lexicons_lock:  # questions may come from several threads
                 while len(self._lexicons) >= LEXICONS_KEPT:
                     self._lexicons.pop(next(iter(self._lexicons)))
-                self._lexicons[parts] = lexicon
+                self._lexicons[plan.parts] = lexicon
         return lexicon
 
     def _result(
