@@ -50,6 +50,7 @@ def _score_modes(
     """Accuracy of each mode on `examples` (None where in-context does not fit the window)."""
     count = token_counter(lm)
     is_rare = tokenizer_rarity(lm.tokenizer)
+    lexicons = {id(ex): DocumentLexicon.from_texts([ex.document], is_rare) for ex in examples}  # once for every mode
     fits = all(count(ex.document) + 96 + generator.config.max_new_tokens <= lm.context_window for ex in examples)
     out: dict[str, dict[str, object] | None] = {}
     for mode in modes:
@@ -77,9 +78,7 @@ def _score_modes(
             for ex, ans in zip(batch, answers, strict=True):
                 ok = score(ans.text, ex.answer)
                 correct.append(ok)
-                grounded.append(
-                    score(DocumentLexicon.from_texts([ex.document], is_rare).ground(ans.text).text, ex.answer)
-                )
+                grounded.append(score(lexicons[id(ex)].ground(ans.text).text, ex.answer))
                 by_depth.setdefault(str(min(int((ex.depth or 0) * N_DEPTH_BINS), N_DEPTH_BINS - 1)), []).append(ok)
                 if "fact_type" in ex.meta:
                     by_type.setdefault(ex.meta["fact_type"], []).append(ok)
