@@ -1,7 +1,9 @@
 """D2L behind the baseline interface: one hypernetwork pass turns the document into an adapter, no text in the prompt.
 
 Built on `AdapterBuilder` + `Generator` directly (not `DocumentInternalizer`), so it needs neither the disk cache
-nor a chat-store: the benchmark runs it on GPU hosts that have only torch, transformers and safetensors.
+nor a chat-store: the benchmark runs it on GPU hosts that have only torch, transformers and safetensors. Its answers
+are grounded in the document's spelling as `DocumentInternalizer.ask` grounds them by default, so the benchmark
+measures what users get (`ground_spelling=False` measures the raw adapter).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from d2l_rag.adapters.document_adapter import DocumentAdapter
 from d2l_rag.baselines.base import BaselineAnswer, DocumentCache, check_document
 from d2l_rag.config import GenerationConfig
 from d2l_rag.generation import Generator
+from d2l_rag.grounding import MIN_SIMILARITY, DocumentLexicon, tokenizer_rarity
 from d2l_rag.model.base import FrozenLM
 from d2l_rag.model.checkpoint import LoadedHypernetwork, load_checkpoint
 
@@ -37,10 +40,16 @@ class D2LBaseline:
         generation: GenerationConfig | None = None,
         chunk_tokens: int | None = None,
         batch_chunks: int = 8,
+        ground_spelling: bool = True,
+        grounding_min_similarity: float = MIN_SIMILARITY,
     ) -> None:
         self.builder = AdapterBuilder(lm, hypernet, chunk_tokens=chunk_tokens, batch_chunks=batch_chunks)
         self.generator = Generator(lm, generation)
+        self.ground_spelling = ground_spelling
+        self.grounding_min_similarity = grounding_min_similarity
+        self._is_rare = tokenizer_rarity(lm.tokenizer)
         self._adapters: DocumentCache[DocumentAdapter] = DocumentCache(max_documents=64)
+        self._lexicons: DocumentCache[DocumentLexicon] = DocumentCache(max_documents=64)
 
     @classmethod
     def from_checkpoint(cls, lm: FrozenLM, checkpoint: str | Path, **kwargs) -> D2LBaseline:
@@ -56,7 +65,15 @@ class D2LBaseline:
     def answer(self, question: str, document: str) -> BaselineAnswer:
         adapter, prepare_s = self.internalize(document)
         out = self.generator.answer(question, adapter=adapter)
-        note = f"adapter rank {adapter.rank} from {adapter.chunk_count} chunk(s), {adapter.nbytes} bytes"
+        notes = [f"adapter rank {adapter.rank} from {adapter.chunk_count} chunk(s), {adapter.nbytes} bytes"]
+        text = out.text
+        if self.ground_spelling:
+            lexicon, _ = self._lexicons.get_or_build(
+                document, lambda: DocumentLexicon.from_texts([document], self._is_rare)
+            )
+            grounded = lexicon.ground(text, self.grounding_min_similarity)
+            text = grounded.text
+            notes += [f"spelling grounded: {c.original} -> {c.grounded}" for c in grounded.corrections]
         return BaselineAnswer(
-            out.text, "d2l", out.prompt_tokens, out.seconds, out.completion_tokens, prepare_s, (note,)
+            text, "d2l", out.prompt_tokens, out.seconds, out.completion_tokens, prepare_s, tuple(notes)
         )

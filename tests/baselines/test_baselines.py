@@ -20,6 +20,7 @@ from d2l_rag.baselines import (
 from d2l_rag.baselines.base import Baseline
 from d2l_rag.config import GenerationConfig
 from d2l_rag.errors import InvalidInputError
+from d2l_rag.generation import Answer
 from d2l_rag.model import FrozenLM, LoadedHypernetwork, load_checkpoint
 from d2l_rag.testing import tiny_llama
 
@@ -50,6 +51,21 @@ def test_every_baseline_rejects_an_empty_document(tiny_lm: FrozenLM, tiny_hypern
         assert isinstance(baseline, Baseline)
         with pytest.raises(InvalidInputError, match="document"):
             baseline.answer("What is it?", "   ")
+
+
+def test_d2l_answers_take_the_documents_spelling_unless_asked_for_the_raw_adapter(
+    tiny_lm: FrozenLM, tiny_hypernet: LoadedHypernetwork, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    document = "The vault opens with the code Quandrixel and nothing else."
+    generated = Answer("The code is Quandrixal.", prompt_tokens=9, completion_tokens=6, seconds=0.1)
+    answers = {}
+    for ground in (True, False):
+        d2l = D2LBaseline(tiny_lm, tiny_hypernet, GEN, ground_spelling=ground)
+        monkeypatch.setattr(d2l.generator, "answer", lambda question, adapter: generated)
+        answers[ground] = d2l.answer("What is the code?", document)
+    assert answers[True].text == "The code is Quandrixel."
+    assert "spelling grounded: Quandrixal -> Quandrixel" in answers[True].notes
+    assert answers[False].text == generated.text and len(answers[False].notes) == 1
 
 
 def test_in_context_truncates_to_the_window_and_says_so() -> None:
