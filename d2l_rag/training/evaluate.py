@@ -64,6 +64,7 @@ def _score_modes(
         by_depth: dict[str, list[bool]] = {}
         by_type: dict[str, list[bool]] = {}
         by_answer: dict[str, list[bool]] = {}
+        texts: list[str] = []  # every answer as generated, so a run's misses can be read afterwards
         answers = []
         for start in range(0, len(examples), batch_size):
             batch = examples[start : start + batch_size]
@@ -78,6 +79,7 @@ def _score_modes(
             for ex, ans in zip(batch, answers, strict=True):
                 ok = score(ans.text, ex.answer)
                 correct.append(ok)
+                texts.append(ans.text)
                 grounded.append(score(lexicons[id(ex)].ground(ans.text).text, ex.answer))
                 by_depth.setdefault(str(min(int((ex.depth or 0) * N_DEPTH_BINS), N_DEPTH_BINS - 1)), []).append(ok)
                 if "fact_type" in ex.meta:
@@ -91,6 +93,7 @@ def _score_modes(
             "right": correct,  # per example, in the order asked: two runs on the same questions compare pairwise
             "grounded_accuracy": sum(grounded) / len(grounded),
             "grounded_right": grounded,
+            "answers": texts,
         }
         if by_type:  # counts, not fractions: a type drawn 6 times out of 100 needs its n read with it
             result["by_type"], result["by_answer"] = _right_counts(by_type), _right_counts(by_answer)

@@ -68,6 +68,8 @@ def test_facts_eval_asks_the_given_examples(tiny_lm: FrozenLM) -> None:
     assert len(right) == 2 and sum(right) == sum(v["right"] for v in by_type.values())
     by_answer = result["no_document"]["64"]["by_answer"]  # the same questions counted by what the answer spells
     assert sum(v["n"] for v in by_answer.values()) == 2 and sum(v["right"] for v in by_answer.values()) == sum(right)
+    answers = result["no_document"]["64"]["answers"]  # every answer kept, so a run's misses can be read
+    assert len(answers) == 2 and answers[-1] == result["no_document"]["64"]["sample_answer"]
     with pytest.raises(ValueError, match="4 facts examples of 128 tokens asked"):
         facts_eval(tiny_lm, None, [128], 4, modes=("no_document",), examples=facts)
 
