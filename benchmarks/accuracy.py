@@ -19,6 +19,8 @@ from d2l_rag.generation import Answer
 
 __all__ = ["cd_subset", "run_accuracy", "summarize"]
 
+GROUNDED_NOTE = "spelling grounded:"  # how D2LBaseline notes each correction of an answer
+
 
 def _score(item: QAItem, text: str) -> dict[str, Any]:
     return {
@@ -38,6 +40,11 @@ def summarize(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
     if not rows:
         return {"n": 0}
     prepare = [r["prepare_s"] for r in rows if r.get("prepare_s")]
+    per_answer = ("adapter rank", GROUNDED_NOTE)  # notes every D2L answer may carry: counted, not listed
+    notes = sorted({n for r in rows for n in r["notes"] if not n.startswith(per_answer)})[:5]
+    grounded = sum(any(n.startswith(GROUNDED_NOTE) for n in r["notes"]) for r in rows)
+    if grounded:
+        notes.append(f"{grounded} of {len(rows)} answers took the document's spelling (grounded)")
     return {
         "n": len(rows),
         "em": sum(r["em"] for r in rows) / len(rows),
@@ -46,7 +53,7 @@ def summarize(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
         "answer_s_median": statistics.median(r["seconds"] for r in rows),
         "prompt_tokens_median": statistics.median(r["prompt_tokens"] for r in rows),
         "update_s_median": statistics.median(prepare) if prepare else 0.0,
-        "notes": sorted({n for r in rows for n in r["notes"] if not n.startswith("adapter rank")})[:5],
+        "notes": notes,
     }
 
 

@@ -246,3 +246,14 @@ def test_targets_are_judged_from_the_numbers() -> None:
     assert status["accuracy vs in-context"] == "not evaluated" and status["update speed vs standard CD"] == (
         "not evaluated"
     )
+
+
+def test_grounded_spellings_are_counted_not_listed_among_a_methods_notes() -> None:
+    from benchmarks.accuracy import summarize
+
+    def row(*notes: str) -> dict:
+        return {"em": 1.0, "strict": 1.0, "f1": 1.0, "seconds": 0.1, "prompt_tokens": 9, "prepare_s": 0.0,
+                "notes": ["adapter rank 8 from 1 chunk(s), 100 bytes", *notes]}  # fmt: skip
+
+    summary = summarize([row("spelling grounded: Quandrixal -> Quandrixel"), row(), row("truncated to window")])
+    assert summary["notes"] == ["truncated to window", "1 of 3 answers took the document's spelling (grounded)"]
