@@ -6,7 +6,9 @@ Sheskley, 840,371 for 840,379). The
 document's text is stored with its adapter, so an answer's rare words and numbers that the document does not hold
 are replaced by the document's closest one when it is close enough. Common words are left alone (a tokenizer splits
 them into fewer pieces than `min_pieces`), and so is every word the document holds; a correction is made only where
-one candidate is closest, and each is reported so that a caller sees what was changed.
+one candidate is closest, and each is reported so that a caller sees what was changed. A name of several capitalised
+words ("Captain Fliemoo Paertson") that keeps a rare word the document lacks after that is compared whole with the
+document's names of as many words: one part spelled right is evidence for the rest ("Captain Fenloo Paertson").
 """
 
 from __future__ import annotations
@@ -27,6 +29,9 @@ __all__ = [
 TOKEN = re.compile(r"\w+(?:[-,.]\w+)*")  # whole identifiers and dotted names too, so that their parts stay apart
 MIN_SIMILARITY = 0.75  # difflib ratio of a word (or code) and the document's closest one
 MIN_PIECES = 3  # tokenizer pieces that make a word rare: invented names split into 3 or more, common words fewer
+_NAME_WORD = r"[A-Z][^\W\d_]*(?:['-][^\W\d_]+)*"
+NAME = re.compile(rf"(?<![\w'.-]){_NAME_WORD}(?:[ \t]+{_NAME_WORD})+(?![\w'-])")  # 2+ capitalised words
+_NAME_TAIL = re.compile(rf"(?<![\w'.-])(?:{_NAME_WORD}[ \t]+)+$")  # capitalised words a next one may extend
 
 
 @dataclass(frozen=True)
@@ -62,7 +67,9 @@ def _digits(number: str) -> str:
 class DocumentLexicon:
     """The rare words, codes and numbers of one or more documents, which answers are grounded against."""
 
-    def __init__(self, tokens: Iterable[str], is_rare: Callable[[Sequence[str]], list[bool]]) -> None:
+    def __init__(
+        self, tokens: Iterable[str], is_rare: Callable[[Sequence[str]], list[bool]], names: Iterable[str] = ()
+    ) -> None:
         unique = sorted(set(tokens))
         self.known = {t.lower() for t in unique}
         words = [t for t in unique if _kind(t) in ("word", "code")]
@@ -76,10 +83,19 @@ class DocumentLexicon:
         for t in unique:
             if _kind(t) == "number":
                 self.numbers.setdefault(len(_digits(t)), {}).setdefault(_digits(t), t)
+        self.names: dict[int, dict[str, str]] = {}  # words -> {lowercased name: the document's spelling}
+        for name in names:
+            words = name.split()
+            for size in range(2, len(words) + 1):  # "Captain Cuvpeino Sheskley" holds "Cuvpeino Sheskley" too
+                for start in range(len(words) - size + 1):
+                    part = " ".join(words[start : start + size])
+                    self.names.setdefault(size, {}).setdefault(part.lower(), part)
 
     @classmethod
     def from_texts(cls, texts: Iterable[str], is_rare: Callable[[Sequence[str]], list[bool]]) -> DocumentLexicon:
-        return cls((t for text in texts for t in TOKEN.findall(text)), is_rare)
+        texts = list(texts)
+        tokens = (t for text in texts for t in TOKEN.findall(text))
+        return cls(tokens, is_rare, (name for text in texts for name in NAME.findall(text)))
 
     def _closest_number(self, token: str) -> SpellingCorrection | None:
         """A number of the same digits and point with at most 1 digit in 3 differing (one in a year, two in
@@ -108,9 +124,65 @@ class DocumentLexicon:
         best = _single_best(scored)
         return None if best is None else SpellingCorrection(token, best[1], round(best[0], 3))
 
+    def _closest_name(self, name: str, min_similarity: float) -> tuple[str, SpellingCorrection] | None:
+        """(`name` with its words, or a run of 2+ of them that lacks a rare word of the document, replaced by the
+        document's closest name of as many words, the correction), or None. Runs let "By Fliemoo Paertson" find
+        "Fenloo Paertson"; the run of most words wins (more of the name agrees), then the most similar, and two
+        such that would write different names refuse."""
+        spans = [m.span() for m in re.finditer(r"\S+", name)]
+        scored = []
+        for size in range(2, len(spans) + 1):
+            names = self.names.get(size, {})
+            for first in range(len(spans) - size + 1):
+                start, end = spans[first][0], spans[first + size - 1][1]
+                if not names or not self._lacks_a_rare_word(name[start:end]):
+                    continue
+                matcher = difflib.SequenceMatcher(b=" ".join(name[start:end].split()).lower(), autojunk=False)
+                for lowered, spelling in names.items():
+                    matcher.set_seq1(lowered)
+                    if matcher.real_quick_ratio() >= min_similarity and matcher.quick_ratio() >= min_similarity:
+                        ratio = matcher.ratio()
+                        if ratio >= min_similarity:
+                            scored.append((size, round(ratio, 3), start, end, spelling))
+        if not scored:
+            return None
+        best = max(scored)
+        written = {
+            name[:start] + spelling + name[end:]
+            for size, ratio, start, end, spelling in scored
+            if (size, ratio) == best[:2]
+        }
+        if len(written) > 1:
+            return None
+        _, ratio, start, end, spelling = best
+        return written.pop(), SpellingCorrection(name[start:end], spelling, ratio)
+
+    def _lacks_a_rare_word(self, text: str) -> bool:
+        new = [t for t in TOKEN.findall(text) if t.lower() not in self.known and _kind(t) in ("word", "code")]
+        return bool(new) and any(self.is_rare(new))
+
     def ground(self, answer: str, min_similarity: float = MIN_SIMILARITY) -> GroundedText:
-        """`answer` with each rare word, code or number the document lacks replaced by its closest one."""
+        """`answer` with each rare word, code or number the document lacks replaced by its closest one, and each
+        name of several words that still lacks one by the document's closest name."""
         corrections: list[SpellingCorrection] = []
+        parts, end = [], 0
+        for match in NAME.finditer(answer):
+            parts.append(self._ground_words(answer[end : match.start()], min_similarity, corrections))
+            by_word: list[SpellingCorrection] = []
+            text = self._ground_words(match.group(0), min_similarity, by_word)
+            whole = self._closest_name(match.group(0), min_similarity) if self._lacks_a_rare_word(text) else None
+            if whole is None:
+                parts.append(text)
+                corrections += by_word
+            else:
+                parts.append(whole[0])
+                corrections.append(whole[1])
+            end = match.end()
+        parts.append(self._ground_words(answer[end:], min_similarity, corrections))
+        return GroundedText("".join(parts), tuple(corrections))
+
+    def _ground_words(self, text: str, min_similarity: float, corrections: list[SpellingCorrection]) -> str:
+        """`text` with each rare word, code or number the document lacks replaced; the changes go to `corrections`."""
 
         def replace(match: re.Match[str]) -> str:
             token = match.group(0)
@@ -128,8 +200,7 @@ class DocumentLexicon:
             corrections.append(found)
             return found.grounded
 
-        text = TOKEN.sub(replace, answer)
-        return GroundedText(text, tuple(corrections))
+        return TOKEN.sub(replace, text)
 
 
 def _single_best(scored: list[tuple[float, str]]) -> tuple[float, str] | None:
@@ -160,12 +231,16 @@ def tokenizer_rarity(tokenizer, min_pieces: int = MIN_PIECES) -> Callable[[Seque
 def ground_pieces(
     pieces: Iterable[str], lexicon: DocumentLexicon, min_similarity: float = MIN_SIMILARITY
 ) -> Iterator[str]:
-    """Stream `pieces` grounded: text is held back to its last whitespace, so that a word is grounded whole (no
-    token of `TOKEN` spans whitespace, so the pieces joined equal the whole text grounded)."""
+    """Stream `pieces` grounded: text is held back to its last whitespace, so that a word is grounded whole, and
+    further back while it ends in capitalised words a next one may join into a name (no token of `TOKEN` spans
+    whitespace and no name spans a cut, so the pieces joined equal the whole text grounded)."""
     pending = ""
     for piece in pieces:
         pending += piece
         cut = max(pending.rfind(c) for c in " \n\t\r") + 1
+        tail = _NAME_TAIL.search(pending[:cut])
+        if tail:
+            cut = tail.start()
         if cut:
             yield lexicon.ground(pending[:cut], min_similarity).text
             pending = pending[cut:]

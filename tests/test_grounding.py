@@ -6,12 +6,13 @@ from collections.abc import Sequence
 
 import pytest
 
-from d2l_rag.grounding import DocumentLexicon, SpellingCorrection, tokenizer_rarity
+from d2l_rag.grounding import DocumentLexicon, SpellingCorrection, ground_pieces, tokenizer_rarity
 
 DOCUMENT = (
     "The Fourtpaendkra was commanded by Captain Cuvpeino Sheskley. Keigralhaven has 840,379 inhabitants and "
     "Thestromfell 872,926. The access code for the Veirtheis vault is YV-1479-U. The observatory was founded in "
-    "1735, the museum in 1739. While the river is long, the town is small."
+    "1735, the museum in 1739. While the river is long, the town is small. The Thormissta was commanded by "
+    "Captain Fenloo Paertson and the Miaswia by Captain Vondhao Reirsulard."
 )
 
 
@@ -92,3 +93,29 @@ def test_identifiers_short_numbers_and_possessives_stay():
     for answer in answers:
         assert lexicon.ground(answer).corrections == (), answer
     assert lexicon.ground("Kramqothson's").text == "Kramquothson's"
+
+
+def test_a_name_with_a_part_spelled_right_takes_the_documents_name_whole(lexicon):
+    grounded = lexicon.ground("The Thormissta was commanded by Captain Fliemoo Paertson.")
+    assert grounded.text == "The Thormissta was commanded by Captain Fenloo Paertson."
+    assert grounded.corrections == (
+        SpellingCorrection("Captain Fliemoo Paertson", "Captain Fenloo Paertson", pytest.approx(0.894, abs=1e-3)),
+    )  # Fliemoo alone is 0.615 like Fenloo: too far to correct as a word
+
+
+def test_a_name_far_from_every_document_name_or_held_whole_stays(lexicon):
+    for answer in ("It was Captain Ziaero Reilley.", "It was Captain Fenloo Paertson.", "Dr. Quimpreo Tollfous"):
+        assert lexicon.ground(answer).corrections == (), answer
+
+
+def test_a_name_is_matched_against_the_document_names_of_as_many_words(lexicon):
+    assert lexicon.ground("By Fliemoo Paertson.").text == "By Fenloo Paertson."  # a part of a longer name
+
+
+def test_the_stream_grounds_as_the_whole_text_wherever_the_pieces_end(lexicon):
+    answer = "The Thormissta was commanded by Captain Fliemoo Paertson; Keigralhaven has 840,371 people, Cuvpeo said."
+    whole = lexicon.ground(answer).text
+    assert "Captain Fenloo Paertson" in whole and "840,379" in whole and "Cuvpeino" in whole
+    for size in (1, 2, 3, 5, 8, 13):
+        pieces = [answer[i : i + size] for i in range(0, len(answer), size)]
+        assert "".join(ground_pieces(pieces, lexicon)) == whole, size
