@@ -119,7 +119,10 @@ class InternalizerConfig(_Strict):
         "copied (d2l_rag.grounding); each change is listed in the answer's spelling_corrections.",
     )
     grounding_min_similarity: float = Field(
-        default=0.75, ge=0.5, le=1.0, description="How close (difflib ratio) a word must be to the document's one."
+        default=0.75,
+        ge=0.5,
+        le=1.0,
+        description="How close (difflib ratio) a word, or a name of several words, must be to the document's one.",
     )
     route_k: int = Field(
         default=1, ge=1, le=16, description="Documents the router picks for a question asked without ids (composed)."

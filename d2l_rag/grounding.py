@@ -65,7 +65,7 @@ def _digits(number: str) -> str:
 
 
 class DocumentLexicon:
-    """The rare words, codes and numbers of one or more documents, which answers are grounded against."""
+    """The rare words, codes, numbers and names of one or more documents, which answers are grounded against."""
 
     def __init__(
         self, tokens: Iterable[str], is_rare: Callable[[Sequence[str]], list[bool]], names: Iterable[str] = ()
