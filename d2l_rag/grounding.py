@@ -113,15 +113,7 @@ class DocumentLexicon:
     def _closest_word(self, token: str, min_similarity: float) -> SpellingCorrection | None:
         if not self.is_rare([token])[0]:
             return None
-        matcher = difflib.SequenceMatcher(b=token.lower(), autojunk=False)
-        scored = []
-        for word in self.rare[_kind(token)]:
-            matcher.set_seq1(word.lower())
-            if matcher.real_quick_ratio() >= min_similarity and matcher.quick_ratio() >= min_similarity:
-                ratio = matcher.ratio()
-                if ratio >= min_similarity:
-                    scored.append((ratio, word))
-        best = _single_best(scored)
+        best = _single_best(_similar(token, ((w.lower(), w) for w in self.rare[_kind(token)]), min_similarity))
         return None if best is None else SpellingCorrection(token, best[1], round(best[0], 3))
 
     def _closest_name(self, name: str, min_similarity: float) -> tuple[str, SpellingCorrection] | None:
@@ -130,20 +122,16 @@ class DocumentLexicon:
         "Fenloo Paertson"; the run of most words wins (more of the name agrees), then the most similar, and two
         such that would write different names refuse."""
         spans = [m.span() for m in re.finditer(r"\S+", name)]
+        new_rare = [self._lacks_a_rare_word(name[start:end]) for start, end in spans]  # no token spans a space
         scored = []
         for size in range(2, len(spans) + 1):
             names = self.names.get(size, {})
             for first in range(len(spans) - size + 1):
-                start, end = spans[first][0], spans[first + size - 1][1]
-                if not names or not self._lacks_a_rare_word(name[start:end]):
+                if not names or not any(new_rare[first : first + size]):
                     continue
-                matcher = difflib.SequenceMatcher(b=" ".join(name[start:end].split()).lower(), autojunk=False)
-                for lowered, spelling in names.items():
-                    matcher.set_seq1(lowered)
-                    if matcher.real_quick_ratio() >= min_similarity and matcher.quick_ratio() >= min_similarity:
-                        ratio = matcher.ratio()
-                        if ratio >= min_similarity:
-                            scored.append((size, round(ratio, 3), start, end, spelling))
+                start, end = spans[first][0], spans[first + size - 1][1]
+                for ratio, spelling in _similar(" ".join(name[start:end].split()), names.items(), min_similarity):
+                    scored.append((size, round(ratio, 3), start, end, spelling))
         if not scored:
             return None
         best = max(scored)
@@ -201,6 +189,20 @@ class DocumentLexicon:
             return found.grounded
 
         return TOKEN.sub(replace, text)
+
+
+def _similar(target: str, candidates: Iterable[tuple[str, str]], min_similarity: float) -> list[tuple[float, str]]:
+    """(difflib ratio, spelling) of each (lowercased, spelling) candidate at least `min_similarity` like `target`
+    (case ignored); the cheap upper bounds skip most candidates before the full ratio."""
+    matcher = difflib.SequenceMatcher(b=target.lower(), autojunk=False)
+    scored = []
+    for lowered, spelling in candidates:
+        matcher.set_seq1(lowered)
+        if matcher.real_quick_ratio() >= min_similarity and matcher.quick_ratio() >= min_similarity:
+            ratio = matcher.ratio()
+            if ratio >= min_similarity:
+                scored.append((ratio, spelling))
+    return scored
 
 
 def _single_best(scored: list[tuple[float, str]]) -> tuple[float, str] | None:

@@ -65,7 +65,6 @@ def _score_modes(
         by_type: dict[str, list[bool]] = {}
         by_answer: dict[str, list[bool]] = {}
         texts: list[str] = []  # every answer as generated, so a run's misses can be read afterwards
-        answers = []
         for start in range(0, len(examples), batch_size):
             batch = examples[start : start + batch_size]
             questions = [ex.question for ex in batch]
@@ -89,7 +88,7 @@ def _score_modes(
             "accuracy": sum(correct) / len(correct),
             "n": len(correct),
             "by_depth": {k: sum(v) / len(v) for k, v in sorted(by_depth.items(), key=lambda kv: int(kv[0]))},
-            "sample_answer": answers[-1].text if answers else "",
+            "sample_answer": texts[-1] if texts else "",
             "right": correct,  # per example, in the order asked: two runs on the same questions compare pairwise
             "grounded_accuracy": sum(grounded) / len(grounded),
             "grounded_right": grounded,
