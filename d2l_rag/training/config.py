@@ -119,6 +119,13 @@ class TrainConfig(BaseModel):
         "sentence as the answer (the teacher, document in context, is scored on it token by token), instead of "
         "dropping it; the 135M teacher misses most names (22 of 24 in a CPU probe), so few would reach the student.",
     )
+    teacher_top_k: int = Field(
+        default=0,
+        ge=0,
+        description="Hold the teacher's k most likely tokens at each answer position in the pool, computed once, and "
+        "train on the KL over those k and the rest of the vocabulary as one outcome, instead of a teacher forward "
+        "over document and question at every step (0 = that forward and the full KL).",
+    )
     time_limit_s: float | None = Field(
         default=None, gt=0, description="Stop, evaluate and save after this many seconds of training (None = off)."
     )

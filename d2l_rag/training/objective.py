@@ -2,6 +2,10 @@
 
 Teacher: frozen base, `[document + question]` in context. Student: the same base with the generated adapter
 and only `[question]`. Both score the teacher's own answer; only the hypernetwork receives gradients.
+
+The teacher's side never changes during training, so a pool can hold it once (`TeacherTopK`, its k most likely
+tokens at each answer position) instead of a forward over document and question at every step
+(`binned_token_kl`).
 """
 
 from __future__ import annotations
@@ -13,7 +17,19 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["PackedAnswers", "answer_logits", "kl_on_answers", "pack_with_answers", "token_kl"]
+__all__ = [
+    "PackedAnswers",
+    "TeacherTopK",
+    "answer_logits",
+    "binned_token_kl",
+    "kl_on_answers",
+    "pack_with_answers",
+    "stack_teacher_top_k",
+    "teacher_top_k",
+    "token_kl",
+]
+
+PAD_LOGPROB = -1e4  # a padded position's "log-probability": exp() is 0 and, unlike -inf, 0 * it is 0, not nan
 
 
 @dataclass
@@ -65,3 +81,50 @@ def kl_on_answers(
     """Mean over answer tokens of KL(p_teacher || p_student)."""
     kl = token_kl(teacher_logits, student_logits)
     return (kl * answer_mask).sum() / answer_mask.sum().clamp_min(1)
+
+
+@dataclass(frozen=True)
+class TeacherTopK:
+    """One answer's teacher targets: the k most likely tokens at each answer position, their log-probabilities,
+    and the log-probability of every other token together (the tail)."""
+
+    ids: torch.Tensor  # (A, k) long
+    logprobs: torch.Tensor  # (A, k) float32
+    tail_logprob: torch.Tensor  # (A,) float32
+
+
+def teacher_top_k(teacher_logits: torch.Tensor, answer_mask: torch.Tensor, k: int) -> list[TeacherTopK]:
+    """Each row's targets from `answer_logits` of the teacher, cut to the row's answer length, on the CPU."""
+    logprobs = F.log_softmax(teacher_logits.float(), dim=-1)
+    top_logprobs, top_ids = logprobs.topk(k, dim=-1)  # (B, A, k)
+    tail = logprobs.scatter(-1, top_ids, float("-inf")).logsumexp(-1).clamp_min(PAD_LOGPROB)  # (B, A)
+    lengths = answer_mask.sum(1).long().tolist()
+    return [
+        TeacherTopK(top_ids[b, :n].cpu(), top_logprobs[b, :n].cpu(), tail[b, :n].cpu()) for b, n in enumerate(lengths)
+    ]
+
+
+def stack_teacher_top_k(
+    targets: Sequence[TeacherTopK], answer_len: int, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(B, A, k) ids, (B, A, k) log-probabilities and (B, A) tails, positions past a row's answer padded."""
+    k = targets[0].ids.shape[1]
+    ids = torch.zeros((len(targets), answer_len, k), dtype=torch.long)
+    logprobs = torch.full((len(targets), answer_len, k), PAD_LOGPROB)
+    tails = torch.full((len(targets), answer_len), PAD_LOGPROB)
+    for b, t in enumerate(targets):
+        n = t.ids.shape[0]
+        ids[b, :n], logprobs[b, :n], tails[b, :n] = t.ids, t.logprobs, t.tail_logprob
+    return ids.to(device), logprobs.to(device), tails.to(device)
+
+
+def binned_token_kl(
+    top_ids: torch.Tensor, top_logprobs: torch.Tensor, tail_logprob: torch.Tensor, student_logits: torch.Tensor
+) -> torch.Tensor:
+    """KL(teacher || student) at every answer position, (B, A), over k+1 outcomes: the teacher's top k tokens
+    and the tail. It never exceeds the full KL and equals it as the teacher's tail mass goes to 0."""
+    s = F.log_softmax(student_logits.float(), dim=-1)
+    s_top = s.gather(-1, top_ids)
+    s_tail = s.scatter(-1, top_ids, float("-inf")).logsumexp(-1)
+    top = (top_logprobs.exp() * (top_logprobs - s_top)).sum(-1)
+    return top + tail_logprob.exp() * (tail_logprob - s_tail)

@@ -14,8 +14,9 @@ from dataclasses import dataclass
 from d2l_rag.model.base import FrozenLM
 from d2l_rag.training.config import TrainConfig
 from d2l_rag.training.examples import QAExample
+from d2l_rag.training.objective import TeacherTopK
 from d2l_rag.training.scoring import answer_is_right
-from d2l_rag.training.teacher import chat_prompt_ids, greedy_answers, written_answer_ids
+from d2l_rag.training.teacher import answer_targets, chat_prompt_ids, greedy_answers, written_answer_ids
 
 __all__ = ["PoolItem", "answer_examples", "build_pool", "draw_examples", "kind_counts", "token_counter"]
 
@@ -27,6 +28,7 @@ class PoolItem:
     teacher_prompt: list[int]  # chat(document + question); a shortened document when it exceeds the teacher's window
     student_prompt: list[int]  # chat(question)
     answer: list[int]  # the teacher's greedy answer, EOS included
+    teacher_top: TeacherTopK | None = None  # the teacher's targets on `answer`, when the pool holds them
 
 
 def token_counter(lm: FrozenLM):
@@ -112,7 +114,8 @@ def draw_examples(
 
 
 def answer_examples(lm: FrozenLM, cfg: TrainConfig, examples: list[QAExample]) -> list[PoolItem]:
-    """The teacher's answers to `examples` in big batches, keeping what `cfg` keeps (`teacher_right_only`)."""
+    """The teacher's answers to `examples` in big batches, keeping what `cfg` keeps (`teacher_right_only`), with
+    the teacher's top-k targets on them when `cfg.teacher_top_k` asks for those."""
     teacher_prompts = [chat_prompt_ids(lm, ex.question, ex.teacher_context) for ex in examples]
     answers = greedy_answers(lm, teacher_prompts, cfg.answer_tokens, cfg.teacher_batch)
     kept = []
@@ -128,9 +131,13 @@ def answer_examples(lm: FrozenLM, cfg: TrainConfig, examples: list[QAExample]) -
         raise ValueError(f"empty pool: the teacher answered none of the {len(examples)} examples{right}")
     # One batched call: the fast tokenizer spreads 64k-token haystacks over all cores.
     doc_ids = lm.tokenizer([ex.document for ex, _, _ in kept], add_special_tokens=False)["input_ids"]
+    tops: list[TeacherTopK | None] = [None] * len(kept)
+    if cfg.teacher_top_k:
+        prompts, answers = [tp for _, tp, _ in kept], [ans for _, _, ans in kept]
+        tops = list(answer_targets(lm, prompts, answers, cfg.teacher_top_k, cfg.teacher_batch))
     return [
-        PoolItem(ex, list(ids), tp, chat_prompt_ids(lm, ex.question), ans)
-        for (ex, tp, ans), ids in zip(kept, doc_ids, strict=True)
+        PoolItem(ex, list(ids), tp, chat_prompt_ids(lm, ex.question), ans, top)
+        for (ex, tp, ans), ids, top in zip(kept, doc_ids, tops, strict=True)
     ]
 
 

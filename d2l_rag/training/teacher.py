@@ -12,8 +12,9 @@ import torch
 
 from d2l_rag.generation import GREEDY, chat_messages, left_pad
 from d2l_rag.model.base import FrozenLM
+from d2l_rag.training.objective import TeacherTopK, answer_logits, pack_with_answers, teacher_top_k
 
-__all__ = ["chat_prompt_ids", "greedy_answers", "written_answer_ids"]
+__all__ = ["answer_targets", "chat_prompt_ids", "greedy_answers", "written_answer_ids"]
 
 
 def chat_prompt_ids(lm: FrozenLM, question: str, context: str | None = None) -> list[int]:
@@ -60,3 +61,19 @@ def greedy_answers(lm: FrozenLM, prompts: Sequence[list[int]], max_new_tokens: i
                     break
             answers[i] = tokens
     return answers
+
+
+@torch.no_grad()
+def answer_targets(
+    lm: FrozenLM, prompts: Sequence[list[int]], answers: Sequence[list[int]], k: int, batch_size: int
+) -> list[TeacherTopK]:
+    """The teacher's top-k targets on each prompt's answer: the forward a training step would make over document,
+    question and answer, made once for the pool, batched by similar length."""
+    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]) + len(answers[i]))
+    pad = lm.tokenizer.pad_token_id
+    targets: dict[int, TeacherTopK] = {}
+    for start in range(0, len(order), batch_size):
+        rows = order[start : start + batch_size]
+        packed = pack_with_answers([prompts[i] for i in rows], [answers[i] for i in rows], pad, lm.device)
+        targets.update(zip(rows, teacher_top_k(answer_logits(lm.model, packed), packed.answer_mask, k), strict=True))
+    return [targets[i] for i in range(len(prompts))]

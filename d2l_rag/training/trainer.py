@@ -31,7 +31,13 @@ from d2l_rag.model.hypernetwork import ChunkLoras
 from d2l_rag.model.lora_apply import apply_lora
 from d2l_rag.training.chunk_sampling import choose_grad_chunks, split_into_chunks
 from d2l_rag.training.config import TrainConfig
-from d2l_rag.training.objective import answer_logits, pack_with_answers, token_kl
+from d2l_rag.training.objective import (
+    answer_logits,
+    binned_token_kl,
+    pack_with_answers,
+    stack_teacher_top_k,
+    token_kl,
+)
 from d2l_rag.training.pool import PoolItem, answer_examples, draw_examples, kind_counts
 from d2l_rag.training.warm_start import warm_start
 
@@ -146,13 +152,20 @@ class Trainer:
                 {n: (torch.cat([w[n][0], bias_w[n][0]], 1), torch.cat([w[n][1], bias_w[n][1]], 2)) for n in w}
                 for w in per_doc
             ]
-        teacher = pack_with_answers([i.teacher_prompt for i in items], [i.answer for i in items], pad, device)
         student = pack_with_answers([i.student_prompt for i in items], [i.answer for i in items], pad, device)
-        with torch.no_grad():
-            teacher_logits = answer_logits(lm.model, teacher)
+        targets = [i.teacher_top for i in items]
+        pool_holds_teacher = all(t is not None for t in targets)
+        if not pool_holds_teacher:
+            teacher = pack_with_answers([i.teacher_prompt for i in items], [i.answer for i in items], pad, device)
+            with torch.no_grad():
+                teacher_logits = answer_logits(lm.model, teacher)
         with apply_lora(lm.model, stack_for_batch(per_doc), scale=cfg.hypernet.lora_scale):
             student_logits = answer_logits(lm.model, student)
-        kl = token_kl(teacher_logits, student_logits) * student.answer_mask  # (B, A)
+        if pool_holds_teacher:  # no forward over the documents at this step
+            kl = binned_token_kl(*stack_teacher_top_k(targets, student_logits.shape[1], device), student_logits)
+        else:
+            kl = token_kl(teacher_logits, student_logits)
+        kl = kl * student.answer_mask  # (B, A)
         row_kl = kl.detach()
         loss = kl.sum() / student.answer_mask.sum().clamp_min(1)
         info = {"chunks": float(len(chunks)), "max_chunks_doc": float(max(counts))}

@@ -1,0 +1,172 @@
+"""A training step with the teacher held in the pool (`teacher_top_k`) against one that runs the teacher's forward
+over document and question at every step: time, peak memory and how far the binned KL is from the full one.
+
+    python -m benchmarks.train_step --model /root/stage/model.gguf --out benchmarks/results/train_step_gpu
+
+Both modes take the same batches, chunk cuts and weights, round after round (`timed_interleaved`), so their ratio
+holds on a shared host. A step here is the loss and its backward pass; the optimizer's update, the same in both, is
+left out so that every round scores the same weights.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import statistics
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from benchmarks.timing import PeakMemory, timed_interleaved
+from d2l_rag.model.base import load_base_model
+from d2l_rag.training.config import TrainConfig
+from d2l_rag.training.pool import PoolItem, answer_examples, draw_examples
+from d2l_rag.training.teacher import answer_targets
+from d2l_rag.training.trainer import Trainer
+
+__all__ = ["markdown", "run"]
+
+DEFAULT_CONFIG = Path("configs/smollm2_r_constant.json")
+DEFAULT_INIT = Path("d2l_rag/checkpoints/smollm2-135m-instruct")
+
+
+def run(
+    config: Path,
+    model: str | None,
+    init: Path | None,
+    pool_size: int,
+    steps: int,
+    top_k: int,
+    batch_size: int | None = None,
+    seed: int = 0,
+) -> dict[str, Any]:
+    started = time.perf_counter()
+    cuda = torch.cuda.is_available()
+    lm = load_base_model(model, dtype="bfloat16" if cuda else "float32")
+    fields = json.loads(config.read_text()) | {"teacher_top_k": 0, "init_checkpoint": str(init) if init else None}
+    if batch_size:
+        fields["batch_size"] = batch_size
+    with tempfile.TemporaryDirectory() as out_dir:
+        cfg = TrainConfig(**fields | {"out_dir": out_dir})
+        trainer = Trainer(cfg, lm=lm)
+        t0 = time.perf_counter()
+        exact_pool = answer_examples(lm, cfg, draw_examples(lm, cfg, seed=seed, n=pool_size))
+        t1 = time.perf_counter()
+        prompts, answers = [i.teacher_prompt for i in exact_pool], [i.answer for i in exact_pool]
+        targets = answer_targets(lm, prompts, answers, top_k, cfg.teacher_batch)
+        t2 = time.perf_counter()
+        held_pool = [replace(item, teacher_top=t) for item, t in zip(exact_pool, targets, strict=True)]
+        batch_rng = random.Random(seed)
+        batches = [
+            batch_rng.sample(range(len(exact_pool)), min(cfg.batch_size, len(exact_pool))) for _ in range(steps + 1)
+        ]
+        losses: dict[str, list[float]] = {"exact": [], "held": []}
+
+        def step_fn(pool: list[PoolItem], mode: str):
+            rounds = iter(enumerate(batches))
+
+            def step() -> None:
+                i, rows = next(rounds)
+                loss, _ = trainer.loss_on([pool[r] for r in rows], random.Random(i))  # same cuts in both modes
+                loss.backward()
+                trainer.net.zero_grad(set_to_none=True)
+                losses[mode].append(loss.item())
+
+            return step
+
+        exact_step, held_step = step_fn(exact_pool, "exact"), step_fn(held_pool, "held")
+        timed = timed_interleaved([exact_step, held_step], steps, lm.device, warmup=1)
+        peaks = {}
+        for mode, pool in (("exact", exact_pool), ("held", held_pool)):
+            with PeakMemory(lm.device) as peak:
+                loss, _ = trainer.loss_on([pool[r] for r in batches[0]], random.Random(0))
+                loss.backward()
+                trainer.net.zero_grad(set_to_none=True)
+            peaks[mode] = peak.bytes
+    tails = torch.cat([t.tail_logprob for t in targets]).exp()
+    gaps = [(h - e) / e for e, h in zip(losses["exact"], losses["held"], strict=True) if e > 0]
+    return {
+        "settings": {
+            "config": str(config),
+            "init": str(init) if init else None,
+            "pool_drawn": pool_size,
+            "pool_kept": len(exact_pool),
+            "batch_size": cfg.batch_size,
+            "steps": steps,
+            "top_k": top_k,
+        },
+        "pool_s": {"draw_and_answer": t1 - t0, "teacher_targets": t2 - t1},
+        "step_s": {"exact": timed[0].median_s, "held": timed[1].median_s},
+        "speedup": timed[0].median_s / timed[1].median_s,
+        "peak_gb": {mode: b / 1e9 for mode, b in peaks.items()},
+        "loss": {mode: statistics.mean(v) for mode, v in losses.items()},
+        "binned_minus_full_relative": {"mean": statistics.mean(gaps), "min": min(gaps), "max": max(gaps)},
+        "teacher_tail_mass": {
+            "mean": float(tails.mean()),
+            "p99": float(tails.quantile(0.99)),
+            "max": float(tails.max()),
+        },
+        "machine": {
+            "device": str(lm.device),
+            "gpu": torch.cuda.get_device_name() if cuda else None,
+            "dtype": str(lm.dtype).removeprefix("torch."),
+            "torch": torch.__version__,
+        },
+        "model": lm.name,
+        "seconds": time.perf_counter() - started,
+    }
+
+
+def markdown(data: dict[str, Any]) -> str:
+    s, step, peak = data["settings"], data["step_s"], data["peak_gb"]
+    gap, tail = data["binned_minus_full_relative"], data["teacher_tail_mass"]
+    where = data["machine"]["gpu"] or data["machine"]["device"]
+    return "\n".join(
+        [
+            "# Training step: teacher held in the pool (top-k) vs its forward at every step",
+            "",
+            f"{data['model']}, {where}, {data['machine']['dtype']}; config `{s['config']}` from `{s['init']}`; "
+            f"{s['pool_kept']} of {s['pool_drawn']} pool examples kept; batch {s['batch_size']}, median of "
+            f"{s['steps']} interleaved steps (loss and backward); k = {s['top_k']}; {data['seconds']:.0f} s.",
+            "",
+            "| | teacher forward every step | teacher held in the pool |",
+            "|---|---|---|",
+            f"| step (s) | {step['exact']:.3f} | {step['held']:.3f} ({data['speedup']:.2f}x faster) |",
+            f"| peak memory of a step (GB) | {peak['exact']:.2f} | {peak['held']:.2f} |",
+            f"| mean loss (KL) | {data['loss']['exact']:.4f} (full) | {data['loss']['held']:.4f} (binned) |",
+            "",
+            f"Pool: drawing and the teacher's answers {data['pool_s']['draw_and_answer']:.1f} s, its top-k targets "
+            f"{data['pool_s']['teacher_targets']:.1f} s more. Binned KL relative to the full KL on the same batch: "
+            f"mean {gap['mean']:+.1%} (min {gap['min']:+.1%}, max {gap['max']:+.1%}). The teacher's mass outside its "
+            f"top k at an answer position: mean {tail['mean']:.3f}, 99th percentile {tail['p99']:.3f}, "
+            f"max {tail['max']:.3f}.",
+            "",
+        ]
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="training config (its mix and lengths)")
+    parser.add_argument("--model", help="base model path (default: the embedded SmolLM2 GGUF)")
+    parser.add_argument("--init", type=Path, default=DEFAULT_INIT, help="hypernetwork weights to start from")
+    parser.add_argument("--pool", type=int, default=512, help="examples drawn for the pool")
+    parser.add_argument("--steps", type=int, default=20, help="timed steps per mode")
+    parser.add_argument("--top-k", type=int, default=64)
+    parser.add_argument("--batch-size", type=int, help="documents a step (default: the config's)")
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/train_step"))
+    args = parser.parse_args(argv)
+    data = run(args.config, args.model, args.init, args.pool, args.steps, args.top_k, args.batch_size)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "train_step.json").write_text(json.dumps(data, indent=1) + "\n")
+    (args.out / "train_step.md").write_text(markdown(data))
+    print(markdown(data))
+
+
+if __name__ == "__main__":
+    main()
