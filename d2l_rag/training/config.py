@@ -119,6 +119,12 @@ class TrainConfig(BaseModel):
         "sentence as the answer (the teacher, document in context, is scored on it token by token), instead of "
         "dropping it; the 135M teacher misses most names (22 of 24 in a CPU probe), so few would reach the student.",
     )
+    draw_ahead: bool = Field(
+        default=False,
+        description="With pool_refresh_steps: draw the next pool's documents and questions in a background process "
+        "while this pool trains (the same examples as drawing them in turn), so a refresh waits for the teacher "
+        "alone. The mix must have no prose: its questions are written by the base model.",
+    )
     teacher_top_k: int = Field(
         default=0,
         ge=0,
@@ -151,6 +157,8 @@ class TrainConfig(BaseModel):
             raise ValueError(f"min_chunk_tokens {self.min_chunk_tokens} > max_chunk_tokens {self.max_chunk_tokens}")
         if self.anneal_by_time_limit and self.time_limit_s is None:
             raise ValueError("anneal_by_time_limit anneals within time_limit_s; set it")
+        if self.draw_ahead and self.mix.prose:
+            raise ValueError("draw_ahead draws without the base model, which writes the prose questions: set prose 0")
         if self.fact_sentence_answers and not self.teacher_right_only:
             raise ValueError("fact_sentence_answers replaces the answers teacher_right_only would drop; set both")
         return self

@@ -125,6 +125,6 @@ def binned_token_kl(
     and the tail. It never exceeds the full KL and equals it as the teacher's tail mass goes to 0."""
     s = F.log_softmax(student_logits.float(), dim=-1)
     s_top = s.gather(-1, top_ids)
-    s_tail = s.scatter(-1, top_ids, float("-inf")).logsumexp(-1)
+    s_tail = s.scatter(-1, top_ids, float("-inf")).logsumexp(-1).clamp_min(PAD_LOGPROB)  # -inf when k = vocab
     top = (top_logprobs.exp() * (top_logprobs - s_top)).sum(-1)
     return top + tail_logprob.exp() * (tail_logprob - s_tail)

@@ -10,6 +10,7 @@ import math
 import random
 from collections import Counter
 from dataclasses import dataclass
+from typing import Any
 
 from d2l_rag.model.base import FrozenLM
 from d2l_rag.training.config import TrainConfig
@@ -18,7 +19,15 @@ from d2l_rag.training.objective import TeacherTopK
 from d2l_rag.training.scoring import answer_is_right
 from d2l_rag.training.teacher import answer_targets, chat_prompt_ids, greedy_answers, written_answer_ids
 
-__all__ = ["PoolItem", "answer_examples", "build_pool", "draw_examples", "kind_counts", "token_counter"]
+__all__ = [
+    "PoolItem",
+    "answer_examples",
+    "build_pool",
+    "draw_examples",
+    "draw_examples_without_model",
+    "kind_counts",
+    "token_counter",
+]
 
 
 @dataclass(frozen=True)
@@ -32,8 +41,12 @@ class PoolItem:
 
 
 def token_counter(lm: FrozenLM):
+    return _tokens_of(lm.tokenizer)
+
+
+def _tokens_of(tokenizer: Any):
     def count(text: str) -> int:
-        return len(lm.tokenizer(text, add_special_tokens=False)["input_ids"])
+        return len(tokenizer(text, add_special_tokens=False)["input_ids"])
 
     return count
 
@@ -51,10 +64,14 @@ def _length(rng: random.Random, cfg: TrainConfig, teacher_reads_it: bool = False
     return int(math.exp(rng.uniform(lo, hi)))
 
 
-def _examples(lm: FrozenLM, cfg: TrainConfig, rng: random.Random, n: int, split: str) -> list[QAExample]:
+def _examples(
+    tokenizer: Any, lm: FrozenLM | None, cfg: TrainConfig, rng: random.Random, n: int, split: str
+) -> list[QAExample]:
+    """`n` examples of the mix; `lm` writes the prose questions (None: a mix without prose, drawn from the
+    tokenizer alone, e.g. in a background process)."""
     from d2l_rag.training.needle import make_needle_example
 
-    count = token_counter(lm)
+    count = _tokens_of(tokenizer)
     mix = cfg.mix
     weights = mix.kind_weights()
     kinds = rng.choices(list(weights), weights=list(weights.values()), k=n)
@@ -96,6 +113,9 @@ def _examples(lm: FrozenLM, cfg: TrainConfig, rng: random.Random, n: int, split:
     if passages:
         from d2l_rag.training.prose_questions import generate_prose_questions
 
+        if lm is None:
+            raise ValueError("prose questions are written by the base model: drawing them needs it, not a tokenizer")
+
         def generate(prompts: list[str]) -> list[str]:
             ids = [chat_prompt_ids(lm, p) for p in prompts]
             outs = greedy_answers(lm, ids, max_new_tokens=48, batch_size=cfg.teacher_batch)
@@ -110,7 +130,15 @@ def draw_examples(
 ) -> list[QAExample]:
     """The pool's documents and questions (`n`, default cfg.pool_size), before the teacher answers them; CPU work
     but for the prose questions, which the base model writes. Deterministic for a seed on one machine."""
-    return _examples(lm, cfg, random.Random(seed), n or cfg.pool_size, split)
+    return _examples(lm.tokenizer, lm, cfg, random.Random(seed), n or cfg.pool_size, split)
+
+
+def draw_examples_without_model(
+    tokenizer: Any, cfg: TrainConfig, seed: int, n: int | None = None, split: str = "train"
+) -> list[QAExample]:
+    """`draw_examples` with the base model's tokenizer alone (picklable, so another process can draw the next
+    pool while this one trains); the same examples for the same seed. A mix with prose needs the model."""
+    return _examples(tokenizer, None, cfg, random.Random(seed), n or cfg.pool_size, split)
 
 
 def answer_examples(lm: FrozenLM, cfg: TrainConfig, examples: list[QAExample]) -> list[PoolItem]:

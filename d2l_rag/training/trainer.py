@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import json
 import math
+import multiprocessing
 import random
 import time
+from multiprocessing.pool import AsyncResult, Pool
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +33,7 @@ from d2l_rag.model.hypernetwork import ChunkLoras
 from d2l_rag.model.lora_apply import apply_lora
 from d2l_rag.training.chunk_sampling import choose_grad_chunks, split_into_chunks
 from d2l_rag.training.config import TrainConfig
+from d2l_rag.training.examples import QAExample
 from d2l_rag.training.objective import (
     answer_logits,
     binned_token_kl,
@@ -38,7 +41,7 @@ from d2l_rag.training.objective import (
     stack_teacher_top_k,
     token_kl,
 )
-from d2l_rag.training.pool import PoolItem, answer_examples, draw_examples, kind_counts
+from d2l_rag.training.pool import PoolItem, answer_examples, draw_examples, draw_examples_without_model, kind_counts
 from d2l_rag.training.warm_start import warm_start
 
 __all__ = ["Trainer"]
@@ -86,6 +89,8 @@ class Trainer:
         self.net, self.optimizer, self.scheduler = self.accelerator.prepare(net, optimizer, scheduler)
         self.step = 0
         self.out_dir = Path(cfg.out_dir)
+        self._drawer: Pool | None = None  # the process drawing the next pool's examples (cfg.draw_ahead)
+        self._drawn_ahead: tuple[int, AsyncResult] | None = None  # (its pool seed, its examples to come)
         self._resume_if_possible()
 
     # -- schedule and state -------------------------------------------------------------------------
@@ -202,19 +207,46 @@ class Trainer:
         }
 
     # -- the pool ---------------------------------------------------------------------------------------
-    def _pool_seed(self) -> int:
-        """The seed of the pool in use at this step: a refreshed pool's seed holds the step it was drawn at, so
-        a resumed run draws the pool the interrupted one was training on (after a refresh skipped for want of time,
-        the one that refresh would have drawn)."""
+    def _pool_seed(self, step: int | None = None) -> int:
+        """The seed of the pool in use at `step` (default: this one): a refreshed pool's seed holds the step it was
+        drawn at, so a resumed run draws the pool the interrupted one was training on (after a refresh skipped for
+        want of time, the one that refresh would have drawn)."""
+        step = self.step if step is None else step
         refresh = self.cfg.pool_refresh_steps
-        drawn_at = self.step - self.step % refresh if refresh else 0
+        drawn_at = step - step % refresh if refresh else 0
         return self.cfg.seed * 1000 + self.accelerator.process_index + drawn_at
 
+    def _draw(self) -> list[QAExample]:
+        """This step's pool's examples, taken from the background drawer when it drew them ahead; with
+        `cfg.draw_ahead`, the next refresh's examples are then drawn there while this pool trains."""
+        seed = self._pool_seed()
+        if self._drawn_ahead is not None and self._drawn_ahead[0] == seed:
+            examples = self._drawn_ahead[1].get()
+        else:
+            examples = draw_examples(self.lm, self.cfg, seed=seed)
+        self._drawn_ahead = None
+        refresh = self.cfg.pool_refresh_steps
+        next_refresh = self.step - self.step % refresh + refresh if refresh else self.cfg.steps
+        if self.cfg.draw_ahead and next_refresh < self.cfg.steps:
+            if self._drawer is None:  # spawned, not forked: the parent holds CUDA and tokenizer threads
+                self._drawer = multiprocessing.get_context("spawn").Pool(1)
+            ahead = self._pool_seed(next_refresh)
+            job = self._drawer.apply_async(draw_examples_without_model, (self.lm.tokenizer, self.cfg, ahead))
+            self._drawn_ahead = (ahead, job)
+        return examples
+
+    def _stop_drawing(self) -> None:
+        if self._drawer is not None:
+            self._drawer.terminate()
+            self._drawer.join()
+        self._drawer, self._drawn_ahead = None, None
+
     def _build_pool(self, log_path: Path) -> tuple[list[PoolItem], float]:
-        """Draw and answer a pool, logging how long each half took (drawing is CPU work, answering GPU work);
-        returns the pool and the seconds it took."""
+        """Draw and answer a pool, logging how long each half took (drawing is CPU work, answering GPU work;
+        drawing is the wait for the background drawer when it drew ahead); returns the pool and the seconds it
+        took."""
         acc, started = self.accelerator, time.perf_counter()
-        examples = draw_examples(self.lm, self.cfg, seed=self._pool_seed())
+        examples = self._draw()
         drawn = time.perf_counter()
         pool = answer_examples(self.lm, self.cfg, examples)
         record = {
@@ -251,6 +283,12 @@ class Trainer:
     def fit(self, pool: list[PoolItem] | None = None, until: int | None = None) -> list[dict[str, float]]:
         """Train to `cfg.steps` (or stop early after step `until`, e.g. to test resuming, or after
         `cfg.time_limit_s`; running again resumes from the saved state)."""
+        try:
+            return self._train(pool, until)
+        finally:  # a pool drawn ahead for a refresh that will not come is not waited for
+            self._stop_drawing()
+
+    def _train(self, pool: list[PoolItem] | None, until: int | None) -> list[dict[str, float]]:
         cfg, acc = self.cfg, self.accelerator
         self.out_dir.mkdir(parents=True, exist_ok=True)
         log_path = self.out_dir / "log.jsonl"

@@ -152,7 +152,7 @@ def test_magic_word_needles_join_the_pool_and_weight_zero_draws_as_before(lm, se
     assert {i.example.question for i in items if i.example.kind == "word_needle"} <= {WORD_QUESTION}
     # the word needle's weight comes last, so a mix without it draws the kinds the four-kind draw did
     mix = DataMix(needle=1, negative=1, facts=0, prose=0)
-    drawn = _examples(lm, _config(max_doc_tokens=300, mix=mix), random.Random(3), 20, "train")
+    drawn = _examples(lm.tokenizer, lm, _config(max_doc_tokens=300, mix=mix), random.Random(3), 20, "train")
     four = random.Random(3).choices(["needle", "negative", "facts", "prose"], weights=[1, 1, 0, 0], k=20)
     assert [ex.kind for ex in drawn] == four
 
@@ -175,7 +175,7 @@ def test_copy_bridges_join_the_pool_within_the_teachers_window_and_weight_zero_d
     assert all(len(count(ex.document)["input_ids"]) <= 1.1 * 400 + 20 for ex in seen)
     # the bridges' weights come last, so a mix without them draws the kinds the five-kind draw did
     mix = DataMix(needle=1, negative=1, facts=0, prose=0, word_needle=1)
-    drawn = _examples(lm, _config(max_doc_tokens=300, mix=mix), random.Random(3), 20, "train")
+    drawn = _examples(lm.tokenizer, lm, _config(max_doc_tokens=300, mix=mix), random.Random(3), 20, "train")
     five = random.Random(3).choices(["needle", "negative", "facts", "prose", "word_needle"], [1, 1, 0, 0, 1], k=20)
     assert [ex.kind for ex in drawn] == five
 
