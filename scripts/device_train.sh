@@ -8,6 +8,8 @@
 # train on BASE_MODEL instead, by default the GGUF that device_setup.sh assembled.
 # Two runs can share the GPU: start each with POLL_S=0 and its own TAG (files go to $OUT/$TAG), then poll the last;
 # CKPT=0 leaves the checkpoint out ($OUT holds 8 files and 64 MiB at most), to fetch one run's in a later call.
+# A stage with anneal_share also saves checkpoint_stable (the weights before its anneal): it comes out as
+# ckpt_stable.tar.part.* (join with cat, then tar xf), next to the annealed checkpoint's ckpt.part.*.
 set -u
 source scripts/device_setup.sh >/dev/null
 run=$1; shift
@@ -40,6 +42,12 @@ copy_out() {
   if [ "${CKPT:-1}" = 1 ] && [ -n "$newest" ] && [ -f "$newest/hypernetwork.safetensors" ]; then
     cp "$newest/config.json" "$out/ckpt_config.json"
     split -b 15M "$newest/hypernetwork.safetensors" "$out/ckpt.part."
+  fi
+  # anneal_share: the weights where the anneal began, the next lease's start (one tar in parts: 8 files at most)
+  stable=$(ls -td "$run"/stage*/checkpoint_stable 2>/dev/null | head -n 1)
+  if [ "${CKPT:-1}" = 1 ] && [ -n "$stable" ] && [ -f "$stable/hypernetwork.safetensors" ]; then
+    rm -f "$out"/ckpt_stable.tar.part.*
+    tar cf - -C "$stable" . | split -b 15M - "$out/ckpt_stable.tar.part."
   fi
 }
 # copy out every minute as well: a call cut off at its time limit still returns what $OUT holds by then

@@ -141,6 +141,15 @@ class TrainConfig(BaseModel):
         "before `steps`, so a run cut short by its machine lease still ends annealed whatever the machine's speed "
         "(stage L2: 260 annealed steps moved held-out facts from 48 to 57 of 200 right).",
     )
+    anneal_share: float | None = Field(
+        default=None,
+        gt=0,
+        le=1,
+        description="With time_limit_s: after the warmup the lr holds until this share of the time limit is left, "
+        "then follows the cosine to its floor over that share (warmup, stable, decay), whatever `steps` says. The "
+        "weights where the decay starts are saved to DIR/checkpoint_stable, for the next lease to continue from at "
+        "the full lr, while DIR/checkpoint ends annealed.",
+    )
     mix: DataMix = Field(default_factory=DataMix)
     log_every: int = Field(default=10, gt=0)
     eval_every: int = Field(default=200, gt=0)
@@ -157,6 +166,10 @@ class TrainConfig(BaseModel):
             raise ValueError(f"min_chunk_tokens {self.min_chunk_tokens} > max_chunk_tokens {self.max_chunk_tokens}")
         if self.anneal_by_time_limit and self.time_limit_s is None:
             raise ValueError("anneal_by_time_limit anneals within time_limit_s; set it")
+        if self.anneal_share is not None and self.time_limit_s is None:
+            raise ValueError("anneal_share anneals over the last share of time_limit_s; set it")
+        if self.anneal_share is not None and self.anneal_by_time_limit:
+            raise ValueError("anneal_share and anneal_by_time_limit are two schedules; set one")
         if self.draw_ahead and self.mix.prose:
             raise ValueError("draw_ahead draws without the base model, which writes the prose questions: set prose 0")
         if self.fact_sentence_answers and not self.teacher_right_only:

@@ -48,6 +48,7 @@ __all__ = ["Trainer"]
 
 STATE_WEIGHTS = "state_weights.safetensors"  # fp32 weights for exact resume (the shipped file is bf16)
 STATE_OPTIM = "state_optim.pt"
+STABLE_CHECKPOINT = "checkpoint_stable"  # anneal_share: the weights before the anneal, to continue at the full lr
 
 
 class Trainer:
@@ -95,12 +96,15 @@ class Trainer:
 
     # -- schedule and state -------------------------------------------------------------------------
     def _lr_factor(self, step: int) -> float:
-        warm = self.cfg.warmup_steps
-        if step < warm:
-            return (step + 1) / warm
-        progress = (step - warm) / max(1, self.cfg.steps - warm)
-        if self.cfg.anneal_by_time_limit:
-            progress = max(progress, self.time_progress)
+        cfg = self.cfg
+        if step < cfg.warmup_steps:
+            return (step + 1) / cfg.warmup_steps
+        if cfg.anneal_share is not None:  # held until the last share of the time limit, annealed over it
+            progress = max(0.0, self.time_progress - (1 - cfg.anneal_share)) / cfg.anneal_share
+        else:
+            progress = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
+            if cfg.anneal_by_time_limit:
+                progress = max(progress, self.time_progress)
         return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
     def _resume_if_possible(self) -> None:
@@ -135,6 +139,14 @@ class Trainer:
             },
             self.out_dir / STATE_OPTIM,
         )
+
+    def _save_stable(self) -> None:
+        """The weights where the anneal of `cfg.anneal_share` starts, once: the next lease continues from them."""
+        stable = self.out_dir / STABLE_CHECKPOINT
+        if self.accelerator.is_main_process and not stable.exists():
+            net = self.accelerator.unwrap_model(self.net)
+            save_checkpoint(net, self.lm, stable, training=self._training_notes())
+            self.accelerator.print(f"lr held to step {self.step}: weights saved to {stable}; annealing from here")
 
     def _training_notes(self) -> dict[str, Any]:
         return {"step": self.step, "config": json.loads(self.cfg.model_dump_json())}
@@ -327,6 +339,8 @@ class Trainer:
                 spent = acc.gather(torch.tensor([elapsed / cfg.time_limit_s], device=acc.device)).max().item()
                 self.time_progress = max(self.time_progress, min(1.0, spent))
                 out_of_time = spent >= 1.0
+            if cfg.anneal_share is not None and self.time_progress >= 1 - cfg.anneal_share:
+                self._save_stable()
             self.scheduler.step()
             record = {
                 "step": self.step,

@@ -217,3 +217,37 @@ def test_a_pool_refresh_that_would_outlast_the_time_limit_is_skipped(lm, tmp_pat
 def test_without_a_time_limit_every_refresh_fits(lm, tmp_path) -> None:
     trainer = Trainer(_config(tmp_path, steps=2), lm=lm)
     assert trainer.refresh_fits(1e9, spent=0.0)
+
+
+def test_a_warmup_stable_decay_run_holds_the_lr_saves_the_stable_weights_and_ends_annealed(lm, tmp_path, monkeypatch):
+    import itertools
+
+    import d2l_rag.training.trainer as trainer_module
+    from d2l_rag.model.checkpoint import load_checkpoint
+
+    ticks = itertools.count()  # a clock that moves one second each time the run reads it
+
+    class Clock:
+        @staticmethod
+        def perf_counter() -> float:
+            return float(next(ticks))
+
+    monkeypatch.setattr(trainer_module, "time", Clock)
+    cfg = _config(tmp_path, steps=1000).model_copy(update={"time_limit_s": 20.0, "anneal_share": 0.5})
+    history = Trainer(cfg, lm=lm).fit(pool=_pool(lm))
+    lrs = [r["lr"] for r in history]
+    assert 1000 > len(lrs) > 5 and lrs[-1] == pytest.approx(0.1 * cfg.lr)  # stopped by time, at the floor
+    stable = load_checkpoint(tmp_path / "checkpoint_stable", lm).config.training["step"]
+    assert 0 < stable < len(lrs)
+    assert lrs[: stable - 1] == pytest.approx([cfg.lr] * (stable - 1))  # held until the decay began
+    assert all(a >= b for a, b in itertools.pairwise(lrs[stable - 1 :])) and lrs[stable] < cfg.lr
+
+
+def test_the_warmup_stable_decay_schedule_needs_a_time_limit_and_no_other_anneal(tmp_path) -> None:
+    with pytest.raises(ValueError, match="anneal_share"):
+        TrainConfig(**_config(tmp_path, steps=5).model_dump() | {"anneal_share": 0.2})
+    with pytest.raises(ValueError, match="two schedules"):
+        TrainConfig(
+            **_config(tmp_path, steps=5).model_dump()
+            | {"anneal_share": 0.2, "anneal_by_time_limit": True, "time_limit_s": 10.0}
+        )
