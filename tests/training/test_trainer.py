@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+from dataclasses import replace
 
 import pytest
 import torch
@@ -14,7 +15,7 @@ from d2l_rag.testing import tiny_llama
 from d2l_rag.training.config import TrainConfig
 from d2l_rag.training.examples import QAExample
 from d2l_rag.training.pool import PoolItem
-from d2l_rag.training.teacher import chat_prompt_ids, greedy_answers
+from d2l_rag.training.teacher import answer_targets, chat_prompt_ids, greedy_answers
 from d2l_rag.training.trainer import Trainer
 
 
@@ -56,8 +57,17 @@ def lm():
     return tiny_llama(seed=1)
 
 
-def test_training_lowers_kl_on_a_fixed_batch(lm, tmp_path) -> None:
+def _held(lm, pool: list[PoolItem], k: int) -> list[PoolItem]:
+    """The pool with the teacher's top-k targets held, as `teacher_top_k` builds it."""
+    targets = answer_targets(lm, [i.teacher_prompt for i in pool], [i.answer for i in pool], k, batch_size=8)
+    return [replace(item, teacher_top=t) for item, t in zip(pool, targets, strict=True)]
+
+
+@pytest.mark.parametrize("held_teacher", [False, True], ids=["teacher_forward", "teacher_held"])
+def test_training_lowers_kl_on_a_fixed_batch(lm, tmp_path, held_teacher) -> None:
+    """The full KL falls, also when the steps train on the binned KL of the teacher's top 8 tokens."""
     pool = _pool(lm)
+    train_on = _held(lm, pool, k=8) if held_teacher else pool
     trainer = Trainer(_config(tmp_path, steps=40), lm=lm)
 
     def fixed_loss() -> float:
@@ -65,7 +75,7 @@ def test_training_lowers_kl_on_a_fixed_batch(lm, tmp_path) -> None:
             return trainer.loss_on(pool, random.Random(7))[0].item()
 
     before = fixed_loss()
-    trainer.fit(pool=pool)
+    trainer.fit(pool=train_on)
     after = fixed_loss()
     assert before > 1e-3, f"a fresh hypernetwork must leave a gap to the teacher (KL {before:.4f})"
     assert after < 0.7 * before, f"KL went from {before:.4f} to {after:.4f}; expected a drop of at least 30%"
