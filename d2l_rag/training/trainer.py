@@ -2,7 +2,8 @@
 
 Each step: cut every pool document into random chunks, encode *all* chunks of the step in one batch
 (frozen base, no grad), run the hypernetwork on them (grad), concatenate each document's chunk LoRAs on
-rank, and minimise KL(teacher with document || student with adapter) on the teacher's answer tokens.
+rank, and minimise KL(teacher with document || student with adapter) on the teacher's answer tokens (binned over
+the teacher's top k tokens when the pool holds them, `teacher_top_k`, which spares the teacher's forward).
 """
 
 from __future__ import annotations
