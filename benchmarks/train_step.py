@@ -1,11 +1,12 @@
 """A training step with the teacher held in the pool (`teacher_top_k`) against one that runs the teacher's forward
-over document and question at every step: time, peak memory and how far the binned KL is from the full one.
+over document and question at every step, and, with `--buckets`, with its chunks encoded in passes of similar
+length (`encode_buckets`): time, peak memory and how far the binned KL is from the full one.
 
-    python -m benchmarks.train_step --model /root/stage/model.gguf --out benchmarks/results/train_step_gpu
+    python -m benchmarks.train_step --model /root/stage/model.gguf --top-k 256 --buckets 4 --out OUT_DIR
 
-Both modes take the same batches, chunk cuts and weights, round after round (`timed_interleaved`), so their ratio
-holds on a shared host. A step here is the loss and its backward pass; the optimizer's update, the same in both, is
-left out so that every round scores the same weights.
+Every variant takes the same batches, chunk cuts and weights, round after round (`timed_interleaved`), so their
+ratios hold on a shared host. A step here is the loss and its backward pass; the optimizer's update, the same in all,
+is left out so that every round scores the same weights.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import random
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -43,12 +45,17 @@ def run(
     steps: int,
     top_k: int,
     batch_size: int | None = None,
+    buckets: int = 1,
     seed: int = 0,
 ) -> dict[str, Any]:
     started = time.perf_counter()
     cuda = torch.cuda.is_available()
     lm = load_base_model(model, dtype="bfloat16" if cuda else "float32")
-    fields = json.loads(config.read_text()) | {"teacher_top_k": 0, "init_checkpoint": str(init) if init else None}
+    fields = json.loads(config.read_text()) | {
+        "teacher_top_k": 0,
+        "encode_buckets": 1,
+        "init_checkpoint": str(init) if init else None,
+    }
     if batch_size:
         fields["batch_size"] = batch_size
     with tempfile.TemporaryDirectory() as out_dir:
@@ -61,35 +68,42 @@ def run(
         targets = answer_targets(lm, prompts, answers, top_k, cfg.teacher_batch)
         t2 = time.perf_counter()
         held_pool = [replace(item, teacher_top=t) for item, t in zip(exact_pool, targets, strict=True)]
+        variants: list[tuple[str, list[PoolItem], Trainer]] = [
+            ("teacher forward every step", exact_pool, trainer),
+            ("teacher held in the pool", held_pool, trainer),
+        ]
+        if buckets > 1:  # the same weights (the same init and seed), chunks encoded in length buckets
+            bucketed = Trainer(cfg.model_copy(update={"encode_buckets": buckets}), lm=lm)
+            variants.append((f"teacher held, {buckets} length buckets", held_pool, bucketed))
         batch_rng = random.Random(seed)
         batches = [
             batch_rng.sample(range(len(exact_pool)), min(cfg.batch_size, len(exact_pool))) for _ in range(steps + 1)
         ]
-        losses: dict[str, list[float]] = {"exact": [], "held": []}
+        losses: list[list[float]] = [[] for _ in variants]
 
-        def step_fn(pool: list[PoolItem], mode: str):
+        def step_fn(v: int) -> Callable[[], None]:
+            _, pool, runner = variants[v]
             rounds = iter(enumerate(batches))
 
             def step() -> None:
                 i, rows = next(rounds)
-                loss, _ = trainer.loss_on([pool[r] for r in rows], random.Random(i))  # same cuts in both modes
+                loss, _ = runner.loss_on([pool[r] for r in rows], random.Random(i))  # the same cuts in every variant
                 loss.backward()
-                trainer.net.zero_grad(set_to_none=True)
-                losses[mode].append(loss.item())
+                runner.net.zero_grad(set_to_none=True)
+                losses[v].append(loss.item())
 
             return step
 
-        exact_step, held_step = step_fn(exact_pool, "exact"), step_fn(held_pool, "held")
-        timed = timed_interleaved([exact_step, held_step], steps, lm.device, warmup=1)
-        peaks = {}
-        for mode, pool in (("exact", exact_pool), ("held", held_pool)):
+        timed = timed_interleaved([step_fn(v) for v in range(len(variants))], steps, lm.device, warmup=1)
+        peaks = []
+        for _, pool, runner in variants:
             with PeakMemory(lm.device) as peak:
-                loss, _ = trainer.loss_on([pool[r] for r in batches[0]], random.Random(0))
+                loss, _ = runner.loss_on([pool[r] for r in batches[0]], random.Random(0))
                 loss.backward()
-                trainer.net.zero_grad(set_to_none=True)
-            peaks[mode] = peak.bytes
+                runner.net.zero_grad(set_to_none=True)
+            peaks.append(peak.bytes)
     tails = torch.cat([t.tail_logprob for t in targets]).exp()
-    gaps = [(h - e) / e for e, h in zip(losses["exact"], losses["held"], strict=True) if e > 0]
+    gaps = [(h - e) / e for e, h in zip(losses[0], losses[1], strict=True) if e > 0]
     return {
         "settings": {
             "config": str(config),
@@ -99,12 +113,19 @@ def run(
             "batch_size": cfg.batch_size,
             "steps": steps,
             "top_k": top_k,
+            "buckets": buckets,
         },
         "pool_s": {"draw_and_answer": t1 - t0, "teacher_targets": t2 - t1},
-        "step_s": {"exact": timed[0].median_s, "held": timed[1].median_s},
-        "speedup": timed[0].median_s / timed[1].median_s,
-        "peak_gb": {mode: b / 1e9 for mode, b in peaks.items()},
-        "loss": {mode: statistics.mean(v) for mode, v in losses.items()},
+        "variants": [
+            {
+                "name": name,
+                "step_s": t.median_s,
+                "speedup": timed[0].median_s / t.median_s,
+                "peak_gb": peak / 1e9,
+                "loss": statistics.mean(loss),
+            }
+            for (name, _, _), t, peak, loss in zip(variants, timed, peaks, losses, strict=True)
+        ],
         "binned_minus_full_relative": {"mean": statistics.mean(gaps), "min": min(gaps), "max": max(gaps)},
         "teacher_tail_mass": {
             "mean": float(tails.mean()),
@@ -123,9 +144,12 @@ def run(
 
 
 def markdown(data: dict[str, Any]) -> str:
-    s, step, peak = data["settings"], data["step_s"], data["peak_gb"]
-    gap, tail = data["binned_minus_full_relative"], data["teacher_tail_mass"]
+    s, gap, tail = data["settings"], data["binned_minus_full_relative"], data["teacher_tail_mass"]
     where = data["machine"]["gpu"] or data["machine"]["device"]
+    rows = [
+        f"| {v['name']} | {v['step_s']:.3f} | {v['speedup']:.2f}x | {v['peak_gb']:.2f} | {v['loss']:.4f} |"
+        for v in data["variants"]
+    ]
     return "\n".join(
         [
             "# Training step: teacher held in the pool (top-k) vs its forward at every step",
@@ -134,11 +158,9 @@ def markdown(data: dict[str, Any]) -> str:
             f"{s['pool_kept']} of {s['pool_drawn']} pool examples kept; batch {s['batch_size']}, median of "
             f"{s['steps']} interleaved steps (loss and backward); k = {s['top_k']}; {data['seconds']:.0f} s.",
             "",
-            "| | teacher forward every step | teacher held in the pool |",
-            "|---|---|---|",
-            f"| step (s) | {step['exact']:.3f} | {step['held']:.3f} ({data['speedup']:.2f}x faster) |",
-            f"| peak memory of a step (GB) | {peak['exact']:.2f} | {peak['held']:.2f} |",
-            f"| mean loss (KL) | {data['loss']['exact']:.4f} (full) | {data['loss']['held']:.4f} (binned) |",
+            "| step | seconds | speed | peak memory of a step (GB) | mean loss (KL: full, then binned) |",
+            "|---|---|---|---|---|",
+            *rows,
             "",
             f"Pool: drawing and the teacher's answers {data['pool_s']['draw_and_answer']:.1f} s, its top-k targets "
             f"{data['pool_s']['teacher_targets']:.1f} s more. Binned KL relative to the full KL on the same batch: "
@@ -159,9 +181,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--steps", type=int, default=20, help="timed steps per mode")
     parser.add_argument("--top-k", type=int, default=64)
     parser.add_argument("--batch-size", type=int, help="documents a step (default: the config's)")
+    parser.add_argument("--buckets", type=int, default=1, help="also time chunks encoded in this many length buckets")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/train_step"))
     args = parser.parse_args(argv)
-    data = run(args.config, args.model, args.init, args.pool, args.steps, args.top_k, args.batch_size)
+    data = run(args.config, args.model, args.init, args.pool, args.steps, args.top_k, args.batch_size, args.buckets)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "train_step.json").write_text(json.dumps(data, indent=1) + "\n")
     (args.out / "train_step.md").write_text(markdown(data))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import random
 from dataclasses import replace
@@ -118,7 +119,8 @@ def test_a_run_that_trains_on_magic_words_also_evaluates_them(tmp_path):
     assert set(logged) == {"step", "eval_niah", "eval_facts", "eval_words"}
 
 
-def test_gradient_free_chunks_give_the_same_loras_in_order(lm, tmp_path) -> None:
+@pytest.mark.parametrize("buckets", [1, 3])
+def test_gradient_free_chunks_and_length_buckets_give_the_same_loras_in_order(lm, tmp_path, buckets) -> None:
     cfg = _config(tmp_path, steps=1).model_copy(update={"encode_batch": 2})
     trainer = Trainer(cfg, lm=lm)
     rng = random.Random(3)
@@ -126,12 +128,25 @@ def test_gradient_free_chunks_give_the_same_loras_in_order(lm, tmp_path) -> None
     chunks = [[rng.randrange(5, vocab) for _ in range(rng.randint(3, 20))] for _ in range(7)]
     with torch.no_grad():  # make the zero-initialised output scale non-zero, so B carries the chunk's content
         trainer.accelerator.unwrap_model(trainer.net).out_scale.fill_(0.5)
-    everything = trainer._chunk_loras(chunks, [True] * 7)
+    everything = trainer._chunk_loras(chunks, [True] * 7)  # one pass, in order: the reference
+    trainer.cfg = cfg.model_copy(update={"encode_buckets": buckets})
+    bucketed = trainer._chunk_loras(chunks, [True] * 7)
     mixed = trainer._chunk_loras(chunks, [False, True, False, False, True, False, False])
     for name, (a, b) in everything.items():
-        assert mixed[name][0].requires_grad and mixed[name][1].requires_grad
-        torch.testing.assert_close(mixed[name][0], a, atol=1e-5, rtol=1e-4)
-        torch.testing.assert_close(mixed[name][1], b, atol=1e-5, rtol=1e-4)
+        for got in (bucketed, mixed):
+            assert got[name][0].requires_grad and got[name][1].requires_grad
+            torch.testing.assert_close(got[name][0], a, atol=1e-5, rtol=1e-4)
+            torch.testing.assert_close(got[name][1], b, atol=1e-5, rtol=1e-4)
+
+
+def test_length_buckets_split_the_chunks_by_length_into_groups_of_about_as_many(lm, tmp_path) -> None:
+    trainer = Trainer(_config(tmp_path, steps=1).model_copy(update={"encode_buckets": 3}), lm=lm)
+    chunks = [[1] * n for n in (9, 2, 30, 5, 5, 17, 1)]
+    groups = trainer._length_groups([0, 2, 3, 4, 5, 6], chunks)
+    assert sorted(i for g in groups for i in g) == [0, 2, 3, 4, 5, 6] and [len(g) for g in groups] == [2, 2, 2]
+    lengths = [[len(chunks[i]) for i in g] for g in groups]
+    assert all(max(a) <= min(b) for a, b in itertools.pairwise(lengths))  # shortest group first
+    assert trainer._length_groups([4], chunks) == [[4]] and trainer._length_groups([], chunks) == []
 
 
 def test_capped_gradient_chunks_still_train_and_log_the_loss_of_each_kind(lm, tmp_path) -> None:
@@ -230,7 +245,6 @@ def test_without_a_time_limit_every_refresh_fits(lm, tmp_path) -> None:
 
 
 def test_a_warmup_stable_decay_run_holds_the_lr_saves_the_stable_weights_and_ends_annealed(lm, tmp_path, monkeypatch):
-    import itertools
 
     import d2l_rag.training.trainer as trainer_module
     from d2l_rag.model.checkpoint import load_checkpoint
