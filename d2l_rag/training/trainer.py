@@ -217,7 +217,7 @@ class Trainer:
             with torch.no_grad(), self.accelerator.autocast():
                 parts.append(net(encode_chunks(lm.model, ids, mask), mask))
             order += batch
-        if len(parts) == 1:
+        if len(parts) == 1 and order == list(range(len(order))):
             return parts[0]  # one pass over every chunk, in order
         rows = torch.tensor(order, device=device)
         inverse = torch.empty_like(rows)

@@ -121,7 +121,7 @@ def test_a_run_that_trains_on_magic_words_also_evaluates_them(tmp_path):
 
 @pytest.mark.parametrize("buckets", [1, 3])
 def test_gradient_free_chunks_and_length_buckets_give_the_same_loras_in_order(lm, tmp_path, buckets) -> None:
-    cfg = _config(tmp_path, steps=1).model_copy(update={"encode_batch": 2})
+    cfg = _config(tmp_path, steps=1).model_copy(update={"encode_batch": 2 if buckets == 1 else 8})
     trainer = Trainer(cfg, lm=lm)
     rng = random.Random(3)
     vocab = lm.model.config.vocab_size
@@ -132,7 +132,11 @@ def test_gradient_free_chunks_and_length_buckets_give_the_same_loras_in_order(lm
     trainer.cfg = cfg.model_copy(update={"encode_buckets": buckets})
     bucketed = trainer._chunk_loras(chunks, [True] * 7)
     mixed = trainer._chunk_loras(chunks, [False, True, False, False, True, False, False])
+    free = trainer._chunk_loras(chunks, [False] * 7)  # with buckets: one gradient-free pass, sorted by length
     for name, (a, b) in everything.items():
+        assert not free[name][0].requires_grad
+        torch.testing.assert_close(free[name][0], a.detach(), atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(free[name][1], b.detach(), atol=1e-5, rtol=1e-4)
         for got in (bucketed, mixed):
             assert got[name][0].requires_grad and got[name][1].requires_grad
             torch.testing.assert_close(got[name][0], a, atol=1e-5, rtol=1e-4)
