@@ -87,10 +87,7 @@ def run(
 
             def step() -> None:
                 i, rows = next(rounds)
-                loss, _ = runner.loss_on([pool[r] for r in rows], random.Random(i))  # the same cuts in every variant
-                loss.backward()
-                runner.net.zero_grad(set_to_none=True)
-                losses[v].append(loss.item())
+                losses[v].append(_loss_and_backward(runner, [pool[r] for r in rows], i))
 
             return step
 
@@ -98,9 +95,7 @@ def run(
         peaks = []
         for _, pool, runner in variants:
             with PeakMemory(lm.device) as peak:
-                loss, _ = runner.loss_on([pool[r] for r in batches[0]], random.Random(0))
-                loss.backward()
-                runner.net.zero_grad(set_to_none=True)
+                _loss_and_backward(runner, [pool[r] for r in batches[0]], 0)
             peaks.append(peak.bytes)
     tails = torch.cat([t.tail_logprob for t in targets]).exp()
     gaps = [(h - e) / e for e, h in zip(losses[0], losses[1], strict=True) if e > 0]
@@ -141,6 +136,14 @@ def run(
         "model": lm.name,
         "seconds": time.perf_counter() - started,
     }
+
+
+def _loss_and_backward(runner: Trainer, items: list[PoolItem], cut_seed: int) -> float:
+    """One step's loss and backward pass, gradients dropped; `cut_seed` seeds the chunk cuts, alike in every variant."""
+    loss, _ = runner.loss_on(items, random.Random(cut_seed))
+    loss.backward()
+    runner.net.zero_grad(set_to_none=True)
+    return loss.item()
 
 
 def markdown(data: dict[str, Any]) -> str:

@@ -125,9 +125,11 @@ class DocumentLexicon:
         new_rare = [self._lacks_a_rare_word(name[start:end]) for start, end in spans]  # no token spans a space
         scored = []
         for size in range(2, len(spans) + 1):
-            names = self.names.get(size, {})
+            names = self.names.get(size)
+            if not names:
+                continue
             for first in range(len(spans) - size + 1):
-                if not names or not any(new_rare[first : first + size]):
+                if not any(new_rare[first : first + size]):
                     continue
                 start, end = spans[first][0], spans[first + size - 1][1]
                 for ratio, spelling in _similar(" ".join(name[start:end].split()), names.items(), min_similarity):

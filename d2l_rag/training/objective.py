@@ -97,7 +97,7 @@ def teacher_top_k(teacher_logits: torch.Tensor, answer_mask: torch.Tensor, k: in
     """Each row's targets from `answer_logits` of the teacher, cut to the row's answer length, on the CPU."""
     logprobs = F.log_softmax(teacher_logits.float(), dim=-1)
     top_logprobs, top_ids = logprobs.topk(k, dim=-1)  # (B, A, k)
-    tail = logprobs.scatter(-1, top_ids, float("-inf")).logsumexp(-1).clamp_min(PAD_LOGPROB)  # (B, A)
+    tail = _rest_logprob(logprobs, top_ids)  # (B, A)
     lengths = answer_mask.sum(1).long().tolist()
     return [
         TeacherTopK(top_ids[b, :n].cpu(), top_logprobs[b, :n].cpu(), tail[b, :n].cpu()) for b, n in enumerate(lengths)
@@ -125,6 +125,11 @@ def binned_token_kl(
     and the tail. It never exceeds the full KL and equals it as the teacher's tail mass goes to 0."""
     s = F.log_softmax(student_logits.float(), dim=-1)
     s_top = s.gather(-1, top_ids)
-    s_tail = s.scatter(-1, top_ids, float("-inf")).logsumexp(-1).clamp_min(PAD_LOGPROB)  # -inf when k = vocab
+    s_tail = _rest_logprob(s, top_ids)
     top = (top_logprobs.exp() * (top_logprobs - s_top)).sum(-1)
     return top + tail_logprob.exp() * (tail_logprob - s_tail)
+
+
+def _rest_logprob(logprobs: torch.Tensor, top_ids: torch.Tensor) -> torch.Tensor:
+    """The log-probability of every token but `top_ids` together, floored at PAD_LOGPROB (-inf when k = vocab)."""
+    return logprobs.scatter(-1, top_ids, float("-inf")).logsumexp(-1).clamp_min(PAD_LOGPROB)
