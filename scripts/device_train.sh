@@ -37,6 +37,10 @@ mkdir -p "$out"
 copy_out() {
   cp "$run/stdout.log" "$out/" 2>/dev/null
   cat "$run"/stage*/log.jsonl > "$out/log.jsonl" 2>/dev/null
+  # profile_at: the stages' step profiles travel in bench.tgz as bench/profiles/stageN_profile_stepM.txt
+  for f in "$run"/stage*/profile_step*.txt; do
+    [ -f "$f" ] && mkdir -p "$run/bench/profiles" && cp "$f" "$run/bench/profiles/$(basename "$(dirname "$f")")_$(basename "$f")"
+  done
   [ -d "$run/bench" ] && tar czf "$out/bench.tgz" -C "$run" bench
   newest=$(ls -td "$run"/stage*/checkpoint 2>/dev/null | head -n 1)
   if [ "${CKPT:-1}" = 1 ] && [ -n "$newest" ] && [ -f "$newest/hypernetwork.safetensors" ]; then

@@ -159,6 +159,12 @@ class TrainConfig(BaseModel):
         "the full lr, while DIR/checkpoint ends annealed.",
     )
     mix: DataMix = Field(default_factory=DataMix)
+    profile_at: list[int] = Field(
+        default_factory=list,
+        description="Profile `profile_steps` steps from each of these step counts (the steps done before the "
+        "window) and write DIR/profile_step{N}.txt: where a step's time goes, early in a run and late in it.",
+    )
+    profile_steps: int = Field(default=5, gt=0, description="Steps in each `profile_at` window.")
     log_every: int = Field(default=10, gt=0)
     eval_every: int = Field(default=200, gt=0)
     eval_at_end: bool = Field(default=True, description="Run the NIAH eval after the last step too.")

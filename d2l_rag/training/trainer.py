@@ -44,6 +44,7 @@ from d2l_rag.training.objective import (
     token_kl,
 )
 from d2l_rag.training.pool import PoolItem, answer_examples, draw_examples, draw_examples_without_model, kind_counts
+from d2l_rag.training.profiling import StepProfiler
 from d2l_rag.training.warm_start import warm_start
 
 __all__ = ["Trainer"]
@@ -314,12 +315,14 @@ class Trainer:
     def fit(self, pool: list[PoolItem] | None = None, until: int | None = None) -> list[dict[str, float]]:
         """Train to `cfg.steps` (or stop early after step `until`, e.g. to test resuming, or after
         `cfg.time_limit_s`; running again resumes from the saved state)."""
+        profiler = StepProfiler(self.out_dir, self.cfg.profile_at, self.cfg.profile_steps)
         try:
-            return self._train(pool, until)
+            return self._train(pool, until, profiler)
         finally:  # a pool drawn ahead for a refresh that will not come is not waited for
+            profiler.close()
             self._stop_drawing()
 
-    def _train(self, pool: list[PoolItem] | None, until: int | None) -> list[dict[str, float]]:
+    def _train(self, pool: list[PoolItem] | None, until: int | None, profiler: StepProfiler) -> list[dict[str, float]]:
         cfg, acc = self.cfg, self.accelerator
         self.out_dir.mkdir(parents=True, exist_ok=True)
         log_path = self.out_dir / "log.jsonl"
@@ -341,6 +344,8 @@ class Trainer:
                         f"the time limit is spent; training goes on with the pool in use"
                     )
             rng = random.Random(cfg.seed * 1_000_003 + self.step * 97 + acc.process_index)
+            if acc.is_main_process:
+                profiler.before_step(self.step)
             self.net.train()
             total, info = 0.0, {}
             for _ in range(cfg.grad_accum):
@@ -352,6 +357,8 @@ class Trainer:
             self.optimizer.step()
             self.optimizer.zero_grad(set_to_none=True)
             self.step += 1
+            if acc.is_main_process:
+                profiler.after_step(self.step)
             elapsed = time.perf_counter() - start
             out_of_time = False
             if cfg.time_limit_s is not None:  # every process must stop at the same step and anneal alike

@@ -279,3 +279,16 @@ def test_the_warmup_stable_decay_schedule_needs_a_time_limit_and_no_other_anneal
             **_config(tmp_path, steps=5).model_dump()
             | {"anneal_share": 0.2, "anneal_by_time_limit": True, "time_limit_s": 10.0}
         )
+
+
+def test_profiled_steps_write_a_table_of_where_their_time_went(lm, tmp_path) -> None:
+    """`profile_at` writes one table per window, also for a window the run stops inside."""
+    pool = _pool(lm)
+    cfg = _config(tmp_path, steps=6).model_copy(update={"profile_at": [1, 5], "profile_steps": 2})
+    Trainer(cfg, lm=lm).fit(pool=pool)
+    full = (tmp_path / "profile_step1.txt").read_text()
+    assert full.startswith("steps 2 to 3 of this run: ")
+    assert "aten::" in full and "s a step" in full  # operators by name, the wall time a step
+    cut = (tmp_path / "profile_step5.txt").read_text()  # one step of its two ran before the run's end
+    assert cut.startswith("steps 6 to 6 of this run: ")
+    assert sorted(p.name for p in tmp_path.glob("profile_step*.txt")) == ["profile_step1.txt", "profile_step5.txt"]
