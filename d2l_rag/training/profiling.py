@@ -26,12 +26,13 @@ class StepProfiler:
         self._prof: profile | None = None
         self._first = self._done = 0
         self._started = 0.0
+        self._cuda = torch.cuda.is_available()
 
     def before_step(self, step: int) -> None:
         """Call before the step numbered `step` (0-based: the trainer's count of steps done) runs."""
         if self._prof is None and step in self.at:
             activities = [ProfilerActivity.CPU]
-            if torch.cuda.is_available():
+            if self._cuda:
                 activities.append(ProfilerActivity.CUDA)
                 torch.cuda.synchronize()
             self._prof = profile(activities=activities)
@@ -50,18 +51,17 @@ class StepProfiler:
         if self._prof is None:
             return
         done = max(self._done, 1)
-        if torch.cuda.is_available():
+        if self._cuda:
             torch.cuda.synchronize()
         wall = time.perf_counter() - self._started
         prof, self._prof = self._prof, None
         prof.__exit__(None, None, None)
-        cuda = torch.cuda.is_available()
-        sort_by = "self_cuda_time_total" if cuda else "self_cpu_time_total"
+        sort_by = "self_device_time_total" if self._cuda else "self_cpu_time_total"
         table = prof.key_averages().table(sort_by=sort_by, row_limit=40, max_name_column_width=60)
         by_cpu = prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=25, max_name_column_width=60)
         self.out_dir.mkdir(parents=True, exist_ok=True)
         header = f"steps {self._first + 1} to {self._first + done} of this run: {wall / done:.3f} s a step\n"
         text = header + f"\nby {sort_by}:\n{table}\n"
-        if cuda:
+        if self._cuda:
             text += f"\nby self_cpu_time_total (the host's share: launches, copies, waits):\n{by_cpu}\n"
         (self.out_dir / f"profile_step{self._first}.txt").write_text(text)
