@@ -2,12 +2,15 @@
 
     python -m benchmarks.compare OLD/niah.json NEW/niah.json            # the adapter, needles and facts
     python -m benchmarks.compare OLD/niah.json NEW/niah.json --mode in_context
+    python -m benchmarks.compare OLD/niah.json NEW/niah.json --also OLD2/niah.json NEW2/niah.json   # pooled too
 
 Two checkpoints a few points apart on 100 questions may differ by chance alone. Pairing the questions tells more
 than the two accuracies: only the questions one run got right and the other missed carry the difference, and the
 exact sign test on them says how often chance alone would split them as unevenly. Facts compare only when both runs
 asked one saved set (a fresh draw depends on the machine's prose); needles when both asked as many a length (their
-draw is seeded by the length).
+draw is seeded by the length). `--also` adds pairs of runs on other question sets (e.g. the saved draws of other
+seeds, benchmarks/data/facts_heldout_seed*.json) and pools every section over all pairs: 200 questions cannot tell
+two checkpoints 3 points apart, 800 can.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Paired", "compare_runs", "load_run", "markdown", "sign_test"]
+__all__ = ["Paired", "compare_runs", "load_run", "markdown", "pooled", "sign_test"]
 
 
 @dataclass(frozen=True)
@@ -120,6 +123,20 @@ def compare_runs(a: dict[str, Any], b: dict[str, Any], mode: str = "adapter") ->
     return rows, skipped
 
 
+def pooled(pairs: list[list[Paired]]) -> list[Paired]:
+    """Each section summed over several comparisons (their own totals, or their one length), as length "pooled"."""
+    sums: dict[str, list[int]] = {}
+    for rows in pairs:
+        by_section: dict[str, Paired] = {}
+        for r in rows:  # a section's "all" row comes after its lengths and replaces a lone length
+            if r.length == "all" or r.section not in by_section:
+                by_section[r.section] = r
+        for section, r in by_section.items():
+            fields = (r.n, r.right_a, r.right_b, r.only_a, r.only_b)
+            sums[section] = [s + f for s, f in zip(sums.get(section, [0] * 5), fields, strict=True)]
+    return [Paired(section, "pooled", *fields) for section, fields in sums.items()]
+
+
 def markdown(rows: list[Paired], skipped: list[str], name_a: str, name_b: str, mode: str) -> str:
     lines = [
         f"# {mode}: A = {name_a}, B = {name_b}",
@@ -143,15 +160,25 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("a", type=Path, help="niah.json of the first run (e.g. the shipped checkpoint)")
     parser.add_argument("b", type=Path, help="niah.json of the second run (e.g. a candidate)")
     parser.add_argument("--mode", default="adapter", choices=("adapter", "in_context", "no_document"))
+    parser.add_argument(
+        "--also", nargs=2, type=Path, action="append", default=[], metavar=("A", "B"), help="another pair, pooled"
+    )
     args = parser.parse_args(argv)
-    try:
-        a, b = load_run(args.a), load_run(args.b)
-        rows, skipped = compare_runs(a, b, args.mode)
-    except ValueError as err:
-        raise SystemExit(str(err)) from None
-    if not rows:
-        raise SystemExit(f"nothing to compare in mode {args.mode}: " + ("; ".join(skipped) or "no length in common"))
-    print(markdown(rows, skipped, str(args.a), str(args.b), args.mode), end="")
+    pairs = [(args.a, args.b), *map(tuple, args.also)]
+    compared = []
+    for path_a, path_b in pairs:
+        try:
+            rows, skipped = compare_runs(load_run(path_a), load_run(path_b), args.mode)
+        except ValueError as err:
+            raise SystemExit(str(err)) from None
+        if not rows:
+            reason = "; ".join(skipped) or "no length in common"
+            raise SystemExit(f"{path_a} and {path_b}: nothing to compare in mode {args.mode}: {reason}")
+        print(markdown(rows, skipped, str(path_a), str(path_b), args.mode))
+        compared.append(rows)
+    if len(compared) > 1:
+        names = " + ".join(str(a) for a, _ in pairs), " + ".join(str(b) for _, b in pairs)
+        print(markdown(pooled(compared), [], *names, args.mode), end="")
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.compare import compare_runs, main, sign_test
+from benchmarks.compare import compare_runs, main, pooled, sign_test
 
 SET = {"path": "benchmarks/data/facts_heldout.json", "sha256": "073cdda222669c3f"}
 
@@ -76,3 +76,33 @@ def test_the_command_prints_a_table_and_names_bad_input(tmp_path: Path, capsys: 
         main([str(path_a), str(tmp_path / "bad.json")])
     with pytest.raises(SystemExit, match="nothing to compare in mode no_document"):
         main([str(path_a), str(path_b), "--mode", "no_document"])
+
+
+def test_pairs_on_other_sets_are_pooled_section_by_section(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    other = {"path": "benchmarks/data/facts_heldout_seed1.json", "sha256": "0123456789abcdef"}
+    runs = {
+        "a1": _run({"256": [True, False, False, False], "1024": [True, True, False, False]}),
+        "b1": _run({"256": [True, True, True, False], "1024": [True, False, False, False]}),
+        "a2": _run({"256": [False, False, False, False]}, facts_set=other),
+        "b2": _run({"256": [True, True, False, False]}, facts_set=other),
+    }
+    for name, run in runs.items():
+        (tmp_path / f"{name}.json").write_text(json.dumps(run))
+    first, _ = compare_runs(runs["a1"], runs["b1"])
+    second, _ = compare_runs(runs["a2"], runs["b2"])
+    (facts,) = pooled([first, second])
+    # set 1 in all: 3 vs 4 right, 1 only A, 2 only B; set 2 (one length): 0 vs 2, 0 and 2
+    assert (facts.section, facts.length, facts.n, facts.right_a, facts.right_b) == ("facts", "pooled", 12, 3, 6)
+    assert (facts.only_a, facts.only_b) == (1, 4)
+    main(
+        [
+            str(tmp_path / "a1.json"),
+            str(tmp_path / "b1.json"),
+            "--also",
+            str(tmp_path / "a2.json"),
+            str(tmp_path / "b2.json"),
+        ]
+    )
+    out = capsys.readouterr().out
+    assert "| facts | pooled | 12 | 3 | 6 | 1 | 4 | 0.375 |" in out
+    assert out.count("# adapter:") == 3  # each pair, then the pool

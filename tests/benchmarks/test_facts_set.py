@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.facts_set import DEFAULT_FACTS_SET, FactsSet, load_facts_set, save_facts_set
+from benchmarks.facts_set import DEFAULT_FACTS_SET, FactsSet, facts_set_from, load_facts_set, save_facts_set
 from d2l_rag.model.base import FrozenLM
 from d2l_rag.training.evaluate import facts_eval, facts_examples
 from d2l_rag.training.facts import name_split
@@ -82,3 +82,26 @@ def test_the_shipped_set_is_held_out_and_every_answer_is_in_its_document() -> No
         for ex in examples:
             assert ex.kind == "facts" and ex.answer in ex.document
             assert all(name_split(name) == "heldout" for name in ex.meta["names"].split("|"))
+
+
+def test_a_seeded_set_is_the_draw_facts_eval_makes_with_that_seed_and_keeps_its_seed(tmp_path: Path) -> None:
+    a, b = (facts_set_from(_words, [64, 128], 3, seed=s) for s in (11, 12))
+    assert a == {length: facts_examples(_words, length, 3, "heldout", 11) for length in (64, 128)}
+    assert [ex.question for ex in a[64]] != [ex.question for ex in b[64]]
+    assert facts_set_from(_words, [64], 3) == {64: facts_examples(_words, 64, 3)}  # facts_eval's own seed
+    save_facts_set(a, tmp_path / "a.json")
+    assert load_facts_set(tmp_path / "a.json").seed == 11
+
+
+@pytest.mark.parametrize("seed", [4242, 5151, 8765])
+def test_the_seeded_sets_are_held_out_and_hold_the_questions_their_results_were_scored_on(seed: int) -> None:
+    """The extra draws of the ship test (docs/training.md, stage R): the same questions as the stored results."""
+    facts = load_facts_set(DEFAULT_FACTS_SET.with_name(f"facts_heldout_seed{seed}.json"))
+    assert facts.split == "heldout" and facts.seed == seed
+    facts.check_covers([256, 1024], 100)
+    scored = json.loads(
+        (Path(__file__).parents[2] / f"benchmarks/results/facts_cpu_stage_m_fresh_seed{seed}/facts.json").read_text()
+    )["questions"]
+    for length, examples in facts.items():
+        assert [ex.question for ex in examples] == [q["question"] for q in scored[str(length)]]
+        assert all(ex.kind == "facts" and ex.answer in ex.document for ex in examples)
