@@ -50,18 +50,23 @@ class StepProfiler:
         """End an open window early (the run stopped inside it) and write what it holds."""
         if self._prof is None:
             return
-        done = max(self._done, 1)
         if self._cuda:
             torch.cuda.synchronize()
         wall = time.perf_counter() - self._started
         prof, self._prof = self._prof, None
         prof.__exit__(None, None, None)
+        averages = prof.key_averages()  # aggregating the events is the costly part: once, for both tables
         sort_by = "self_device_time_total" if self._cuda else "self_cpu_time_total"
-        table = prof.key_averages().table(sort_by=sort_by, row_limit=40, max_name_column_width=60)
-        by_cpu = prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=25, max_name_column_width=60)
-        self.out_dir.mkdir(parents=True, exist_ok=True)
-        header = f"steps {self._first + 1} to {self._first + done} of this run: {wall / done:.3f} s a step\n"
+        table = averages.table(sort_by=sort_by, row_limit=40, max_name_column_width=60)
+        done = self._done
+        header = (
+            f"steps {self._first + 1} to {self._first + done} of this run: {wall / done:.3f} s a step\n"
+            if done
+            else f"step {self._first + 1} of this run did not finish ({wall:.3f} s profiled)\n"
+        )
         text = header + f"\nby {sort_by}:\n{table}\n"
-        if self._cuda:
+        if self._cuda:  # on CPU the table above is this one
+            by_cpu = averages.table(sort_by="self_cpu_time_total", row_limit=25, max_name_column_width=60)
             text += f"\nby self_cpu_time_total (the host's share: launches, copies, waits):\n{by_cpu}\n"
+        self.out_dir.mkdir(parents=True, exist_ok=True)
         (self.out_dir / f"profile_step{self._first}.txt").write_text(text)

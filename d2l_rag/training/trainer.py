@@ -243,10 +243,13 @@ class Trainer:
         """The seed of the pool in use at `step` (default: this one): a refreshed pool's seed holds the step it was
         drawn at, so a resumed run draws the pool the interrupted one was training on (after a refresh skipped for
         want of time, the one that refresh would have drawn)."""
-        step = self.step if step is None else step
-        refresh = self.cfg.pool_refresh_steps
-        drawn_at = step - step % refresh if refresh else 0
+        drawn_at = self._drawn_at(self.step if step is None else step)
         return self.cfg.seed * 1000 + self.accelerator.process_index + drawn_at
+
+    def _drawn_at(self, step: int) -> int:
+        """The step the pool in use at `step` was drawn at (0 when pools are never refreshed)."""
+        refresh = self.cfg.pool_refresh_steps
+        return step - step % refresh if refresh else 0
 
     def _draw(self) -> list[QAExample]:
         """This step's pool's examples, taken from the background drawer when it drew them ahead; with
@@ -258,7 +261,7 @@ class Trainer:
             examples = draw_examples(self.lm, self.cfg, seed=seed)
         self._drawn_ahead = None
         refresh = self.cfg.pool_refresh_steps
-        next_refresh = self.step - self.step % refresh + refresh if refresh else self.cfg.steps
+        next_refresh = self._drawn_at(self.step) + refresh if refresh else self.cfg.steps
         if self.cfg.draw_ahead and next_refresh < self.cfg.steps:
             if self._drawer is None:  # spawned, not forked: the parent holds CUDA and tokenizer threads
                 self._drawer = multiprocessing.get_context("spawn").Pool(1)

@@ -292,3 +292,13 @@ def test_profiled_steps_write_a_table_of_where_their_time_went(lm, tmp_path) -> 
     cut = (tmp_path / "profile_step5.txt").read_text()  # one step of its two ran before the run's end
     assert cut.startswith("steps 6 to 6 of this run: ")
     assert sorted(p.name for p in tmp_path.glob("profile_step*.txt")) == ["profile_step1.txt", "profile_step5.txt"]
+
+
+def test_a_window_whose_step_did_not_finish_says_so(tmp_path) -> None:
+    from d2l_rag.training.profiling import StepProfiler
+
+    profiler = StepProfiler(tmp_path, at=[3], steps=2)
+    profiler.before_step(3)
+    torch.ones(8) @ torch.ones(8)  # the step's work, cut short (an error inside it)
+    profiler.close()
+    assert (tmp_path / "profile_step3.txt").read_text().startswith("step 4 of this run did not finish (")
