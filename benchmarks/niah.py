@@ -45,6 +45,7 @@ def run(
     facts_set: FactsSet | None = None,
     modes: tuple[str, ...] = MODES,
     word_lengths: list[int] | None = None,
+    num_beams: int = 1,
 ) -> dict[str, Any]:
     import torch
     import transformers
@@ -60,20 +61,22 @@ def run(
     hypernet = load_checkpoint(found, lm)
     started = time.perf_counter()
     with torch.no_grad():
-        niah = niah_eval(lm, hypernet, lengths, n, modes=modes, batch_size=batch_size, max_chunks=max_chunks)
-        words = niah_eval(
-            lm, hypernet, word_lengths or [], n, modes=modes, batch_size=batch_size, max_chunks=max_chunks, magic="word"
-        )
+        common: dict[str, Any] = {
+            "modes": modes,
+            "batch_size": batch_size,
+            "max_chunks": max_chunks,
+            "num_beams": num_beams,
+        }
+        niah = niah_eval(lm, hypernet, lengths, n, **common)
+        words = niah_eval(lm, hypernet, word_lengths or [], n, magic="word", **common)
         facts = facts_eval(
             lm,
             hypernet,
             facts_lengths,
             facts_n,
-            modes=modes,
-            batch_size=batch_size,
-            max_chunks=max_chunks,
             split=facts_split,
             examples=facts_set,
+            **common,
         )
     return {
         "niah": niah,
@@ -90,6 +93,7 @@ def run(
             "facts_set": None if facts_set is None else {"path": str(facts_set.path), "sha256": facts_set.sha256},
             "chunk_tokens": hypernet.config.hypernet.chunk_tokens,
             "max_composed_chunks": composition_limit(hypernet, max_chunks),
+            "num_beams": num_beams,
             "context_window": lm.context_window,
         },
         "checkpoint": {"path": str(found), "id": hypernet.id, "training_step": hypernet.config.training.get("step")},
@@ -130,6 +134,11 @@ def _composition(settings: dict[str, Any]) -> str:
     return "every chunk composed" if cap is None else f"the {cap} most salient chunks composed"
 
 
+def _decoding(settings: dict[str, Any]) -> str:
+    beams = settings.get("num_beams", 1)
+    return "greedy decoding" if beams == 1 else f"beam search of {beams}"
+
+
 def _facts_title(settings: dict[str, Any]) -> str:
     split = settings.get("facts_split", "heldout")
     title = "Held-out fictional facts (answer found)" if split == "heldout" else f"Fictional facts, {split} split"
@@ -146,6 +155,7 @@ def markdown(data: dict[str, Any]) -> str:
         "",
         f"Checkpoint `{data['checkpoint']['id']}` (step {data['checkpoint']['training_step']}), "
         f"chunk {data['settings']['chunk_tokens']} tokens, {_composition(data['settings'])}, "
+        f"{_decoding(data['settings'])}, "
         f"native window {data['settings']['context_window']}; "
         f"{machine['gpu'] or machine['device']}"
         f"{', ' + machine['dtype'] if 'dtype' in machine else ''}"
@@ -277,6 +287,9 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument(
+        "--num-beams", type=int, default=1, help="beam search width for every mode (default: 1, greedy decoding)"
+    )
+    parser.add_argument(
         "--max-composed-chunks",
         type=int,
         help="chunks an adapter composes at most, the most salient kept (default: the checkpoint's limit; 0 = all)",
@@ -299,6 +312,8 @@ def main(argv: list[str] | None = None) -> None:
     unknown = [m for m in modes if m not in MODES]
     if unknown or not modes:
         raise SystemExit(f"--modes {args.modes!r}: each must be one of {', '.join(MODES)}")
+    if not 1 <= args.num_beams <= 16:
+        raise SystemExit(f"--num-beams {args.num_beams}: must be 1 to 16")
     facts_set = args.facts_set or ("fresh" if args.facts_split == "train" else str(DEFAULT_FACTS_SET))
     saved = None
     if facts_set != "fresh":  # checked before the model loads: a long GPU run must not fail at its last stage
@@ -323,6 +338,7 @@ def main(argv: list[str] | None = None) -> None:
         saved,
         modes,
         _lengths(args.word_lengths, "--word-lengths"),
+        args.num_beams,
     )
     write(data, args.out)
     print(markdown(data))

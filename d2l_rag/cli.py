@@ -55,6 +55,7 @@ class _Options:
     model: str | None
     checkpoint: Path | None
     max_new_tokens: int | None
+    num_beams: int | None
 
 
 def _load_model(model: str | None):
@@ -69,9 +70,12 @@ def _internalizer(ctx: typer.Context, collection: str = "default"):
     from d2l_rag.internalizer import DocumentInternalizer
 
     options: _Options = ctx.obj
-    config = InternalizerConfig()
-    if options.max_new_tokens is not None:
-        config = InternalizerConfig(generation=GenerationConfig(max_new_tokens=options.max_new_tokens))
+    generation = {
+        key: value
+        for key, value in (("max_new_tokens", options.max_new_tokens), ("num_beams", options.num_beams))
+        if value is not None
+    }
+    config = InternalizerConfig(generation=GenerationConfig(**generation))
     with Console(stderr=True).status("loading the model"):
         lm = _load_model(options.model)
         return DocumentInternalizer(
@@ -94,8 +98,12 @@ def _global_options(
         typer.Option(help="Hypernetwork checkpoint directory (default: the shipped one that fits the model)."),
     ] = None,
     max_new_tokens: Annotated[int | None, typer.Option(min=1, help="Upper bound on answer length in tokens.")] = None,
+    num_beams: Annotated[
+        int | None,
+        typer.Option(min=1, max=16, help="Beam search width (default 1, greedy); a beam answer prints when finished."),
+    ] = None,
 ) -> None:
-    ctx.obj = _Options(cache_dir, model, checkpoint, max_new_tokens)
+    ctx.obj = _Options(cache_dir, model, checkpoint, max_new_tokens, num_beams)
 
 
 Collection = Annotated[str, typer.Option("--collection", "-c", help="Named group of documents.")]

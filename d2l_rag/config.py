@@ -87,6 +87,13 @@ class GenerationConfig(_Strict):
     temperature: float = Field(default=0.7, gt=0, description="Sampling temperature (only with do_sample).")
     top_p: float = Field(default=0.95, gt=0, le=1, description="Nucleus sampling mass (only with do_sample).")
     repetition_penalty: float = Field(default=1.0, gt=0, description="1.0 = no penalty.")
+    num_beams: int = Field(
+        default=1,
+        ge=1,
+        le=16,
+        description="Beam search width; 1 = one sequence. Beams let an adapter's likeliest whole answer win over a "
+        "greedy first token that derails it; a streamed beam answer arrives in one piece, when it is finished.",
+    )
     system_prompt: str | None = Field(default=None, description="System message; None keeps the template default.")
 
 

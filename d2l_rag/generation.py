@@ -109,6 +109,7 @@ class Generator:
             "max_new_tokens": config.max_new_tokens,
             "do_sample": config.do_sample,
             "repetition_penalty": config.repetition_penalty,
+            "num_beams": config.num_beams,
             "pad_token_id": self.lm.tokenizer.pad_token_id,
         }
         if config.do_sample:
@@ -117,15 +118,23 @@ class Generator:
             kwargs.update(GREEDY)
         return kwargs
 
-    def adapter_context(self, adapters: Sequence[DocumentAdapter | None]):
-        """A context in which row i of a batch runs with adapters[i] (None = the bare model)."""
+    def adapter_context(self, adapters: Sequence[DocumentAdapter | None], beams: int = 1):
+        """A context in which row i of a batch runs with adapters[i] (None = the bare model).
+
+        With beam search, `generate` runs `beams` rows per prompt (`repeat_interleave` order), so each adapter's
+        row is repeated the same way.
+        """
         if all(a is None for a in adapters):
             return nullcontext()
         for adapter in adapters:
             self._check_adapter(adapter)
         first = next(a for a in adapters if a is not None)
-        weights = [None if a is None else a.to(self.lm.device).weights for a in adapters]
-        return apply_lora(self.lm.model, stack_for_batch(weights), scale=first.scale)
+        stacked = stack_for_batch([None if a is None else a.to(self.lm.device).weights for a in adapters])
+        if beams > 1:
+            stacked = {
+                name: (a.repeat_interleave(beams, 0), b.repeat_interleave(beams, 0)) for name, (a, b) in stacked.items()
+            }
+        return apply_lora(self.lm.model, stacked, scale=first.scale)
 
     @torch.no_grad()
     def answer_batch(
@@ -150,7 +159,7 @@ class Generator:
         prompts = [self.prompt_ids(q, c) for q, c in zip(questions, contexts, strict=True)]
         ids, mask = self._inputs(prompts, config)
         start = time.perf_counter()
-        with self.adapter_context(adapters):
+        with self.adapter_context(adapters, config.num_beams):
             out = self.lm.model.generate(input_ids=ids, attention_mask=mask, **self._generate_kwargs(config))
         seconds = time.perf_counter() - start
         new = out[:, ids.shape[1] :]
@@ -177,10 +186,16 @@ class Generator:
         context: str | None = None,
         config: GenerationConfig | None = None,
     ) -> Iterator[str]:
-        """Yield text pieces as they are generated (greedy by default, same output as `answer`)."""
+        """Yield text pieces as they are generated (greedy by default, same output as `answer`).
+
+        Beam search knows its answer only when every beam has finished, so it yields that answer in one piece.
+        """
         from transformers import TextIteratorStreamer
 
         config = config or self.config
+        if config.num_beams > 1:
+            yield self.answer(question, adapter, context, config).text
+            return
         ids, mask = self._inputs([self.prompt_ids(question, context)], config)
         self._check_adapter(adapter)
         streamer = TextIteratorStreamer(self.lm.tokenizer, skip_prompt=True, skip_special_tokens=True, timeout=300)

@@ -107,6 +107,25 @@ def test_internalize_list_ask_export_info_chat(with_model, random_checkpoint_dir
 
     adapter = run("ask", "Which crane lifted crates?", "--doc", "harbour.md", "-c", "work")
     assert adapter.exit_code == 0 and "mode=adapter" in adapter.output and "rank=" in adapter.output
+    beams = runner.invoke(
+        cli.app,
+        [
+            "--cache-dir",
+            str(cache),
+            *common,
+            "--num-beams",
+            "3",
+            "ask",
+            "Which crane?",
+            "--doc",
+            "harbour.md",
+            "-c",
+            "work",
+        ],
+    )
+    assert beams.exit_code == 0 and "mode=adapter" in beams.output, beams.output
+    no_beams = runner.invoke(cli.app, ["--num-beams", "0", "info"])
+    assert no_beams.exit_code == 2 and "--num-beams" in no_beams.output
 
     routed = run("ask", "How many crates did the harbour crane lift on the pier?", "-c", "work")
     assert routed.exit_code == 0 and "docs=harbour.md (routed)" in routed.output

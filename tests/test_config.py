@@ -55,6 +55,8 @@ def test_hypernet_config_is_frozen_and_round_trips_as_json():
         (GenerationConfig, {"max_new_tokens": 0}, "max_new_tokens\n  Input should be greater than 0"),
         (GenerationConfig, {"top_p": 1.5}, "top_p\n  Input should be less than or equal to 1"),
         (GenerationConfig, {"temperature": 0}, "temperature\n  Input should be greater than 0"),
+        (GenerationConfig, {"num_beams": 0}, "num_beams\n  Input should be greater than or equal to 1"),
+        (GenerationConfig, {"num_beams": 17}, "num_beams\n  Input should be less than or equal to 16"),
         (GenerationConfig, {"max_tokens": 5}, "max_tokens\n  Extra inputs are not permitted"),
     ],
 )

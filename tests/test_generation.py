@@ -75,6 +75,27 @@ def test_stream_joins_to_the_answer(generator, adapters, question, adapter_index
         assert len(pieces) > 1
 
 
+BEAMS = CONFIG.model_copy(update={"num_beams": 3})
+
+
+def test_beam_search_gives_each_prompt_its_own_adapter(generator, adapters):
+    """`generate` runs prompt i's beams as rows 3i..3i+2: a batch must repeat each adapter in that order."""
+    row_adapters = [adapters[0], None, adapters[1], adapters[2]]
+    batch = generator.answer_batch(QUESTIONS, row_adapters, config=BEAMS)
+    alone = [generator.answer(q, a, config=BEAMS) for q, a in zip(QUESTIONS, row_adapters, strict=True)]
+    assert [a.text for a in batch] == [a.text for a in alone]
+    bare = [generator.answer(q, config=BEAMS).text for q in QUESTIONS]
+    assert batch[1].text == bare[1]
+    assert all(batch[i].text != bare[i] for i in (0, 2, 3))
+    greedy = generator.answer_batch(QUESTIONS, row_adapters)
+    assert [a.text for a in batch] != [a.text for a in greedy]  # the beams searched: some answer changed
+
+
+def test_a_streamed_beam_answer_arrives_whole(generator, adapters):
+    pieces = list(generator.stream(QUESTIONS[0], adapters[0], config=BEAMS))
+    assert pieces == [generator.answer(QUESTIONS[0], adapters[0], config=BEAMS).text]
+
+
 def test_prompt_over_the_window_raises(generator, adapters):
     question = "x" * 4100
     with pytest.raises(

@@ -117,9 +117,10 @@ def _eval_by_length(
     max_new_tokens: int,
     chunk_tokens: int | None,
     max_chunks: int | None,
+    num_beams: int,
 ) -> dict[str, dict[str, object]]:
     """{mode: {length: result}} for examples drawn afresh (seeded by the length) at every length."""
-    generator = Generator(lm, GenerationConfig(max_new_tokens=max_new_tokens))
+    generator = Generator(lm, GenerationConfig(max_new_tokens=max_new_tokens, num_beams=num_beams))
     builder = (
         AdapterBuilder(lm, hypernet, chunk_tokens=chunk_tokens, batch_chunks=16, max_chunks=max_chunks)
         if hypernet
@@ -145,6 +146,7 @@ def niah_eval(
     chunk_tokens: int | None = None,
     max_chunks: int | None = None,
     magic: Literal["number", "word"] = "number",
+    num_beams: int = 1,
 ) -> dict[str, dict[str, object]]:
     """{mode: {length: result}}; held-out needles (one number in five, by hash), depths cycled over the 10 bins.
 
@@ -169,6 +171,7 @@ def niah_eval(
         max_new_tokens=max_new_tokens,
         chunk_tokens=chunk_tokens,
         max_chunks=max_chunks,
+        num_beams=num_beams,
     )
 
 
@@ -197,6 +200,7 @@ def facts_eval(
     max_chunks: int | None = None,
     split: Split = "heldout",
     examples: Mapping[int, Sequence[QAExample]] | None = None,
+    num_beams: int = 1,
 ) -> dict[str, dict[str, object]]:
     """{mode: {length: result}} on fictional facts, by default held out (names and codes never seen in training).
 
@@ -228,4 +232,5 @@ def facts_eval(
         max_new_tokens=max_new_tokens,
         chunk_tokens=chunk_tokens,
         max_chunks=max_chunks,
+        num_beams=num_beams,
     )

@@ -72,6 +72,13 @@ def test_the_header_names_the_dtype_when_the_run_recorded_it() -> None:
     assert "; cpu, bfloat16, 1 s." in markdown(data)
 
 
+def test_the_header_names_the_decoding() -> None:
+    data = _data()
+    assert "the 4 most salient chunks composed, greedy decoding, native window" in markdown(data)
+    data["settings"]["num_beams"] = 4
+    assert "the 4 most salient chunks composed, beam search of 4, native window" in markdown(data)
+
+
 def test_the_facts_title_says_which_questions_were_asked() -> None:
     data = _data()
     data["settings"]["facts_set"] = {"path": "/x/benchmarks/data/facts_heldout.json", "sha256": "0123456789abcdef"}
@@ -96,6 +103,8 @@ def test_bad_lengths_and_modes_stop_the_run_before_the_model_loads() -> None:
         main(["--lengths", "1k"])
     with pytest.raises(SystemExit, match="--facts-lengths '-256': token counts must be positive"):
         main(["--facts-lengths", "-256"])
+    with pytest.raises(SystemExit, match="--num-beams 0: must be 1 to 16"):
+        main(["--num-beams", "0"])
 
 
 def test_a_section_not_asked_for_leaves_no_empty_table() -> None:
