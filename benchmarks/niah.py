@@ -46,6 +46,7 @@ def run(
     modes: tuple[str, ...] = MODES,
     word_lengths: list[int] | None = None,
     num_beams: int = 1,
+    chunk_tokens: int | None = None,
 ) -> dict[str, Any]:
     import torch
     import transformers
@@ -66,6 +67,7 @@ def run(
             "batch_size": batch_size,
             "max_chunks": max_chunks,
             "num_beams": num_beams,
+            "chunk_tokens": chunk_tokens,
         }
         niah = niah_eval(lm, hypernet, lengths, n, **common)
         words = niah_eval(lm, hypernet, word_lengths or [], n, magic="word", **common)
@@ -91,7 +93,7 @@ def run(
             "facts_n": facts_n,
             "facts_split": facts_split,
             "facts_set": None if facts_set is None else {"path": str(facts_set.path), "sha256": facts_set.sha256},
-            "chunk_tokens": hypernet.config.hypernet.chunk_tokens,
+            "chunk_tokens": chunk_tokens or hypernet.config.hypernet.chunk_tokens,
             "max_composed_chunks": composition_limit(hypernet, max_chunks),
             "num_beams": num_beams,
             "context_window": lm.context_window,
@@ -287,6 +289,9 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument(
+        "--chunk-tokens", type=int, help="tokens per chunk the adapter is built from (default: the checkpoint's)"
+    )
+    parser.add_argument(
         "--num-beams", type=int, default=1, help="beam search width for every mode (default: 1, greedy decoding)"
     )
     parser.add_argument(
@@ -314,6 +319,8 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(f"--modes {args.modes!r}: each must be one of {', '.join(MODES)}")
     if not 1 <= args.num_beams <= 16:
         raise SystemExit(f"--num-beams {args.num_beams}: must be 1 to 16")
+    if args.chunk_tokens is not None and args.chunk_tokens < 1:
+        raise SystemExit(f"--chunk-tokens {args.chunk_tokens}: must be positive")
     facts_set = args.facts_set or ("fresh" if args.facts_split == "train" else str(DEFAULT_FACTS_SET))
     saved = None
     if facts_set != "fresh":  # checked before the model loads: a long GPU run must not fail at its last stage
@@ -339,6 +346,7 @@ def main(argv: list[str] | None = None) -> None:
         modes,
         _lengths(args.word_lengths, "--word-lengths"),
         args.num_beams,
+        args.chunk_tokens,
     )
     write(data, args.out)
     print(markdown(data))

@@ -105,6 +105,8 @@ def test_bad_lengths_and_modes_stop_the_run_before_the_model_loads() -> None:
         main(["--facts-lengths", "-256"])
     with pytest.raises(SystemExit, match="--num-beams 0: must be 1 to 16"):
         main(["--num-beams", "0"])
+    with pytest.raises(SystemExit, match="--chunk-tokens 0: must be positive"):
+        main(["--chunk-tokens", "0"])
 
 
 def test_a_section_not_asked_for_leaves_no_empty_table() -> None:
