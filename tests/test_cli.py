@@ -107,22 +107,7 @@ def test_internalize_list_ask_export_info_chat(with_model, random_checkpoint_dir
 
     adapter = run("ask", "Which crane lifted crates?", "--doc", "harbour.md", "-c", "work")
     assert adapter.exit_code == 0 and "mode=adapter" in adapter.output and "rank=" in adapter.output
-    beams = runner.invoke(
-        cli.app,
-        [
-            "--cache-dir",
-            str(cache),
-            *common,
-            "--num-beams",
-            "3",
-            "ask",
-            "Which crane?",
-            "--doc",
-            "harbour.md",
-            "-c",
-            "work",
-        ],
-    )
+    beams = run("--num-beams", "3", "ask", "Which crane?", "--doc", "harbour.md", "-c", "work")  # a global option
     assert beams.exit_code == 0 and "mode=adapter" in beams.output, beams.output
     no_beams = runner.invoke(cli.app, ["--num-beams", "0", "info"])
     assert no_beams.exit_code == 2 and "--num-beams" in no_beams.output
