@@ -20,6 +20,7 @@ from typing import Any
 
 import torch
 from safetensors.torch import load_file, save_file
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from d2l_rag.adapters.compose import split_chunk_loras, stack_for_batch
 from d2l_rag.model.base import FrozenLM, load_base_model
@@ -47,11 +48,14 @@ from d2l_rag.training.pool import PoolItem, answer_examples, draw_examples, draw
 from d2l_rag.training.profiling import StepProfiler
 from d2l_rag.training.warm_start import warm_start
 
-__all__ = ["Trainer"]
+__all__ = ["TRAINING_ATTENTION", "Trainer"]
 
 STATE_WEIGHTS = "state_weights.safetensors"  # fp32 weights for exact resume (the shipped file is bf16)
 STATE_OPTIM = "state_optim.pt"
 STABLE_CHECKPOINT = "checkpoint_stable"  # anneal_share: the weights before the anneal, to continue at the full lr
+# Attention kernels training may use: all but cuDNN's, which builds a graph for every new shape (~1.6 ms of host time
+# a call at training's drawn lengths, a third of a step's host time in R3's profile; benchmarks/attention_backends.py)
+TRAINING_ATTENTION = [SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH]
 
 
 class Trainer:
@@ -320,7 +324,8 @@ class Trainer:
         `cfg.time_limit_s`; running again resumes from the saved state)."""
         profiler = StepProfiler(self.out_dir, self.cfg.profile_at, self.cfg.profile_steps)
         try:
-            return self._train(pool, until, profiler)
+            with sdpa_kernel(TRAINING_ATTENTION):
+                return self._train(pool, until, profiler)
         finally:  # a pool drawn ahead for a refresh that will not come is not waited for
             profiler.close()
             self._stop_drawing()

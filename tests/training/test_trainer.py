@@ -9,6 +9,7 @@ from dataclasses import replace
 
 import pytest
 import torch
+from torch.nn.attention import SDPBackend
 
 from d2l_rag.config import HypernetConfig
 from d2l_rag.model.chunking import tokenize_document
@@ -17,7 +18,7 @@ from d2l_rag.training.config import TrainConfig
 from d2l_rag.training.examples import QAExample
 from d2l_rag.training.pool import PoolItem
 from d2l_rag.training.teacher import answer_targets, chat_prompt_ids, greedy_answers
-from d2l_rag.training.trainer import Trainer
+from d2l_rag.training.trainer import TRAINING_ATTENTION, Trainer
 
 
 def _pool(lm, n: int = 8) -> list[PoolItem]:
@@ -81,6 +82,22 @@ def test_training_lowers_kl_on_a_fixed_batch(lm, tmp_path, held_teacher) -> None
     assert before > 1e-3, f"a fresh hypernetwork must leave a gap to the teacher (KL {before:.4f})"
     assert after < 0.7 * before, f"KL went from {before:.4f} to {after:.4f}; expected a drop of at least 30%"
     assert (tmp_path / "checkpoint" / "hypernetwork.safetensors").is_file()
+
+
+def test_steps_run_without_cudnn_attention_and_the_setting_is_given_back(lm, tmp_path, monkeypatch) -> None:
+    """cuDNN's attention rebuilds a graph at each new length (TRAINING_ATTENTION): off while fitting, back after."""
+    assert SDPBackend.CUDNN_ATTENTION not in TRAINING_ATTENTION
+    seen: list[bool] = []
+    loss_on = Trainer.loss_on
+
+    def recording_loss_on(self, items, rng):
+        seen.append(torch.backends.cuda.cudnn_sdp_enabled())
+        return loss_on(self, items, rng)
+
+    monkeypatch.setattr(Trainer, "loss_on", recording_loss_on)
+    before = torch.backends.cuda.cudnn_sdp_enabled()
+    Trainer(_config(tmp_path, steps=2), lm=lm).fit(pool=_pool(lm))
+    assert seen == [False, False] and torch.backends.cuda.cudnn_sdp_enabled() == before
 
 
 def test_resume_continues_from_same_step_and_loss(lm, tmp_path) -> None:
