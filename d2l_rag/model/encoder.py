@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from d2l_rag.model.device_copy import to_device
+
 __all__ = ["encode_chunks", "pad_chunks"]
 
 
@@ -18,7 +20,7 @@ def pad_chunks(chunks: list[list[int]], pad_id: int, device: torch.device) -> tu
     for i, chunk in enumerate(chunks):
         ids[i, : len(chunk)] = torch.tensor(chunk, dtype=torch.long)
         mask[i, : len(chunk)] = 1
-    return ids.to(device), mask.to(device)
+    return to_device(ids, device), to_device(mask, device)
 
 
 @torch.no_grad()

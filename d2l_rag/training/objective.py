@@ -17,6 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from d2l_rag.model.device_copy import to_device
+
 __all__ = [
     "PackedAnswers",
     "TeacherTopK",
@@ -57,7 +59,7 @@ def pack_with_answers(
         mask[b, : len(p) + len(a)] = 1
         positions[b, : len(a)] = torch.arange(len(p) - 1, len(p) + len(a) - 1)
         answer_mask[b, : len(a)] = 1
-    return PackedAnswers(ids.to(device), mask.to(device), positions.to(device), answer_mask.to(device))
+    return PackedAnswers(*(to_device(t, device) for t in (ids, mask, positions, answer_mask)))
 
 
 def answer_logits(model: nn.Module, packed: PackedAnswers) -> torch.Tensor:
@@ -115,7 +117,7 @@ def stack_teacher_top_k(
     for b, t in enumerate(targets):
         n = t.ids.shape[0]
         ids[b, :n], logprobs[b, :n], tails[b, :n] = t.ids, t.logprobs, t.tail_logprob
-    return ids.to(device), logprobs.to(device), tails.to(device)
+    return to_device(ids, device), to_device(logprobs, device), to_device(tails, device)
 
 
 def binned_token_kl(

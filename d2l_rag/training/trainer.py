@@ -31,6 +31,7 @@ from d2l_rag.model.checkpoint import (
     load_checkpoint,
     save_checkpoint,
 )
+from d2l_rag.model.device_copy import to_device
 from d2l_rag.model.encoder import encode_chunks, pad_chunks
 from d2l_rag.model.hypernetwork import ChunkLoras
 from d2l_rag.model.lora_apply import apply_lora
@@ -159,7 +160,11 @@ class Trainer:
         return {"step": self.step, "config": json.loads(self.cfg.model_dump_json())}
 
     # -- one step -----------------------------------------------------------------------------------
-    def loss_on(self, items: list[PoolItem], rng: random.Random) -> tuple[torch.Tensor, dict[str, float]]:
+    def loss_on(
+        self, items: list[PoolItem], rng: random.Random
+    ) -> tuple[torch.Tensor, dict[str, float | torch.Tensor]]:
+        """The step's loss on `items`, and what to log: counts, and each kind's KL as a tensor still on the device
+        (reading it here would make the host wait for the forward pass before it could queue the backward)."""
         cfg, lm = self.cfg, self.lm
         device, pad = self.accelerator.device, lm.tokenizer.pad_token_id
         chunks, counts, with_grad = [], [], []
@@ -192,12 +197,14 @@ class Trainer:
         kl = kl * student.answer_mask  # (B, A)
         row_kl = kl.detach()
         loss = kl.sum() / student.answer_mask.sum().clamp_min(1)
-        info = {"chunks": float(len(chunks)), "max_chunks_doc": float(max(counts))}
+        info: dict[str, float | torch.Tensor] = {"chunks": float(len(chunks)), "max_chunks_doc": float(max(counts))}
         info["grad_chunks"] = float(sum(with_grad))
-        kinds = [item.example.kind for item in items]
-        for kind in sorted(set(kinds)):  # the loss of each data kind, to see which one is being learned
-            rows = torch.tensor([k == kind for k in kinds], device=device)
-            info[f"kl_{kind}"] = float(row_kl[rows].sum() / student.answer_mask[rows].sum().clamp_min(1))
+        # the loss of each data kind, to see which one is being learned; left on the device (read after the step)
+        kinds = sorted({item.example.kind for item in items})
+        kind_of_row = to_device(torch.tensor([kinds.index(item.example.kind) for item in items]), device)
+        kl_sums = row_kl.new_zeros(len(kinds)).index_add_(0, kind_of_row, row_kl.sum(1))
+        token_counts = row_kl.new_zeros(len(kinds)).index_add_(0, kind_of_row, student.answer_mask.sum(1))
+        info |= {f"kl_{kind}": kl for kind, kl in zip(kinds, kl_sums / token_counts.clamp_min(1), strict=True)}
         return loss, info
 
     def _chunk_loras(self, chunks: list[list[int]], with_grad: list[bool]) -> ChunkLoras:
@@ -224,7 +231,7 @@ class Trainer:
             order += batch
         if len(parts) == 1 and order == list(range(len(order))):
             return parts[0]  # one pass over every chunk, in order
-        rows = torch.tensor(order, device=device)
+        rows = to_device(torch.tensor(order), device)
         inverse = torch.empty_like(rows)
         inverse[rows] = torch.arange(len(rows), device=device)
         return {
@@ -355,12 +362,12 @@ class Trainer:
             if acc.is_main_process:
                 profiler.before_step(self.step)
             self.net.train()
-            total, info = 0.0, {}
+            losses, info = [], {}
             for _ in range(cfg.grad_accum):
                 items = rng.sample(pool, min(cfg.batch_size, len(pool)))
                 loss, info = self.loss_on(items, rng)
                 acc.backward(loss / cfg.grad_accum)
-                total += loss.item() / cfg.grad_accum
+                losses.append(loss.detach())
             grad_norm = acc.clip_grad_norm_(self.net.parameters(), cfg.grad_clip)
             self.optimizer.step()
             self.optimizer.zero_grad(set_to_none=True)
@@ -370,19 +377,22 @@ class Trainer:
             elapsed = time.perf_counter() - start
             out_of_time = False
             if cfg.time_limit_s is not None:  # every process must stop at the same step and anneal alike
-                spent = acc.gather(torch.tensor([elapsed / cfg.time_limit_s], device=acc.device)).max().item()
+                spent = elapsed / cfg.time_limit_s
+                if acc.num_processes > 1:
+                    spent = acc.gather(torch.tensor([spent], device=acc.device)).max().item()
                 self.time_progress = max(self.time_progress, min(1.0, spent))
                 out_of_time = spent >= 1.0
             if cfg.anneal_share is not None and self.time_progress >= 1 - cfg.anneal_share:
                 self._save_stable()
             self.scheduler.step()
+            total = float(torch.stack(losses).mean())  # the step's one wait for the device, its work all queued
             record = {
                 "step": self.step,
                 "loss": total,
                 "grad_norm": float(grad_norm),
                 "lr": self.scheduler.get_last_lr()[0],
                 "elapsed_s": elapsed,
-                **info,
+                **{name: float(value) for name, value in info.items()},
             }
             if torch.cuda.is_available():
                 record["gpu_peak_gb"] = torch.cuda.max_memory_allocated() / 1e9

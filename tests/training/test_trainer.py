@@ -100,6 +100,21 @@ def test_steps_run_without_cudnn_attention_and_the_setting_is_given_back(lm, tmp
     assert seen == [False, False] and torch.backends.cuda.cudnn_sdp_enabled() == before
 
 
+def test_each_kinds_kl_weighted_by_its_answer_tokens_gives_the_loss_and_is_logged_as_a_number(lm, tmp_path) -> None:
+    """The kinds' KLs stay on the device until the step ends (no wait mid-step); then the log holds plain floats."""
+    pool = _pool(lm)
+    pool = [
+        replace(item, example=replace(item.example, kind=("needle", "facts")[i % 2])) for i, item in enumerate(pool)
+    ]
+    trainer = Trainer(_config(tmp_path, steps=1), lm=lm)
+    loss, info = trainer.loss_on(pool, random.Random(3))
+    tokens = {kind: sum(len(i.answer) for i in pool if i.example.kind == kind) for kind in ("needle", "facts")}
+    weighted = sum(float(info[f"kl_{kind}"]) * n for kind, n in tokens.items()) / sum(tokens.values())
+    assert isinstance(info["kl_facts"], torch.Tensor) and weighted == pytest.approx(loss.item(), rel=1e-5)
+    (record,) = trainer.fit(pool=pool)
+    assert all(type(record[key]) is float for key in ("loss", "grad_norm", "kl_needle", "kl_facts")), record
+
+
 def test_resume_continues_from_same_step_and_loss(lm, tmp_path) -> None:
     pool = _pool(lm)
     straight = Trainer(_config(tmp_path / "a", steps=15), lm=lm).fit(pool=pool)
