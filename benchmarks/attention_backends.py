@@ -13,7 +13,6 @@ host's share in it. Dimensions default to SmolLM2-135M's (30 layers, 9 query hea
 from __future__ import annotations
 
 import argparse
-import json
 import random
 from collections.abc import Callable
 from contextlib import nullcontext
@@ -24,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
+from benchmarks.result_files import save_result
 from benchmarks.timing import timed_interleaved
 from d2l_rag.training.trainer import TRAINING_ATTENTION
 
@@ -112,10 +112,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/attention_backends"))
     args = parser.parse_args(argv)
     data = run(args.steps, batch=args.batch, layers=args.layers, max_len=args.max_len)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "attention_backends.json").write_text(json.dumps(data, indent=1) + "\n")
-    (args.out / "attention_backends.md").write_text(markdown(data))
-    print(markdown(data))
+    save_result(args.out, "attention_backends", data, markdown(data))
 
 
 if __name__ == "__main__":

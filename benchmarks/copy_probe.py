@@ -13,12 +13,13 @@ The prose comes from this machine's Python and packages, so compare checkpoints 
 from __future__ import annotations
 
 import argparse
-import json
 import random
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from benchmarks.result_files import save_result
 
 SETTINGS = ("word_filler", "word_prose", "fact_filler", "fact_prose")
 NAME_FACTS = ("badge", "birth", "capital", "ship", "vault")  # their asked answers spell a name, town or code
@@ -127,10 +128,7 @@ def main(argv: list[str] | None = None) -> None:
     if missing:
         raise SystemExit(f"no checkpoint (config.json) in {missing}")
     data = run(args.model, args.checkpoint, args.n, args.length, modes)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "copy_probe.json").write_text(json.dumps(data, indent=1))
-    (args.out / "copy_probe.md").write_text(markdown(data))
-    print(markdown(data))
+    save_result(args.out, "copy_probe", data, markdown(data))
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ from typing import Any
 
 import torch
 
+from benchmarks.result_files import save_result
 from benchmarks.timing import PeakMemory, timed_interleaved
 from d2l_rag.model.base import load_base_model
 from d2l_rag.training.config import TrainConfig
@@ -188,10 +189,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/train_step"))
     args = parser.parse_args(argv)
     data = run(args.config, args.model, args.init, args.pool, args.steps, args.top_k, args.batch_size, args.buckets)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "train_step.json").write_text(json.dumps(data, indent=1) + "\n")
-    (args.out / "train_step.md").write_text(markdown(data))
-    print(markdown(data))
+    save_result(args.out, "train_step", data, markdown(data))
 
 
 if __name__ == "__main__":
