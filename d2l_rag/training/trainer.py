@@ -315,9 +315,15 @@ class Trainer:
         drawing examples no step will see."""
         if self.cfg.time_limit_s is None or pool_s is None:
             return True
-        acc = self.accelerator  # every process must decide alike: the slowest one's pool counts
-        share = acc.gather(torch.tensor([pool_s / self.cfg.time_limit_s], device=acc.device)).max().item()
-        return spent + share < 1.0
+        return spent + self._slowest(pool_s / self.cfg.time_limit_s) < 1.0  # every process decides alike
+
+    def _slowest(self, share: float) -> float:
+        """The largest `share` over all processes, which every process must act on alike; with one process the
+        share itself, with no round trip through the device (it would wait for every kernel queued)."""
+        acc = self.accelerator
+        if acc.num_processes == 1:
+            return share
+        return acc.gather(torch.tensor([share], device=acc.device)).max().item()
 
     def _log(self, log_path: Path, record: dict[str, Any]) -> None:
         """One line of log.jsonl, written by the main process only."""
@@ -377,9 +383,7 @@ class Trainer:
             elapsed = time.perf_counter() - start
             out_of_time = False
             if cfg.time_limit_s is not None:  # every process must stop at the same step and anneal alike
-                spent = elapsed / cfg.time_limit_s
-                if acc.num_processes > 1:
-                    spent = acc.gather(torch.tensor([spent], device=acc.device)).max().item()
+                spent = self._slowest(elapsed / cfg.time_limit_s)
                 self.time_progress = max(self.time_progress, min(1.0, spent))
                 out_of_time = spent >= 1.0
             if cfg.anneal_share is not None and self.time_progress >= 1 - cfg.anneal_share:
