@@ -56,9 +56,8 @@ def run(
 
         def step() -> None:
             t = next(rounds)
-            q, k, v = (torch.randn(batch, heads, t, head_size, device=device, dtype=dtype) for _ in range(3))
-            for x in (q, k, v):
-                x.requires_grad_(True)
+            shape = (batch, heads, t, head_size)
+            q, k, v = (torch.randn(shape, device=device, dtype=dtype, requires_grad=True) for _ in range(3))
             valid = torch.arange(t, device=device) < torch.randint(t // 2, t + 1, (batch, 1), device=device)
             mask = valid[:, None, None, :] & torch.ones(t, t, device=device, dtype=torch.bool).tril()
             with sdpa_kernel(backends) if backends else nullcontext():
@@ -69,8 +68,14 @@ def run(
 
     timed = timed_interleaved([step_fn(b) for b in VARIANTS.values()], steps, device, warmup=1)
     return {
-        "settings": {"steps": steps, "batch": batch, "layers": layers, "heads": heads, "head_size": head_size}
-        | {"lengths": [min_len, max_len]},
+        "settings": {
+            "steps": steps,
+            "batch": batch,
+            "layers": layers,
+            "heads": heads,
+            "head_size": head_size,
+            "lengths": [min_len, max_len],
+        },
         "variants": [
             {"name": name, "step_s": t.median_s, "speedup": timed[0].median_s / t.median_s}
             for name, t in zip(VARIANTS, timed, strict=True)
