@@ -32,6 +32,13 @@ class HypernetConfig(_Strict):
     width: int = Field(default=512, gt=0, description="Width of the Perceiver's latents.")
     num_heads: int = Field(default=8, gt=0, description="Attention heads in the Perceiver.")
     num_blocks: int = Field(default=3, ge=0, le=32, description="Latent self-attention blocks after cross-attention.")
+    num_rereads: int = Field(
+        default=0,
+        ge=0,
+        le=32,
+        description="Blocks after the self-attention ones that read the chunk again, with queries shaped by the "
+        "first read (sharing its keys and values).",
+    )
     mlp_ratio: int = Field(default=4, gt=0, description="Hidden size of the Perceiver MLPs, as a multiple of width.")
     lora_scale: float = Field(default=1.0, gt=0, description="Constant multiplier of every generated delta.")
     chunk_tokens: int = Field(default=1024, gt=0, description="Tokens per chunk the hypernetwork reads at once.")

@@ -1,7 +1,10 @@
 """The hypernetwork: a Perceiver that reads one chunk's per-layer activations and emits a LoRA per layer.
 
 For every decoder layer, `rank` learned latent queries (plus a layer embedding) cross-attend to that layer's
-activations over the chunk, then self-attend; latent i becomes row i of A and column i of B. Weights are
+activations over the chunk, then self-attend; latent i becomes row i of A and column i of B. The first read's
+queries are the same for every chunk; `num_rereads` blocks read the chunk again with queries shaped by what the
+first read found (Idefics2's resampler reads the context in every block), sharing its keys and values, so a
+re-read costs attention over the chunk but no new projection of it. Weights are
 shared across layers (the layer embedding tells them apart), which keeps the network small.
 """
 
@@ -32,38 +35,62 @@ ChunkLoras = dict[str, tuple[torch.Tensor, torch.Tensor]]
 
 
 class _Attention(nn.Module):
-    def __init__(self, width: int, heads: int) -> None:
+    """Multi-head attention of queries x over keys and values made from a context (or handed in, to share them)."""
+
+    def __init__(self, width: int, heads: int, own_keys: bool = True) -> None:
         super().__init__()
         self.heads = heads
         self.q = nn.Linear(width, width, bias=False)
-        self.kv = nn.Linear(width, 2 * width, bias=False)
+        self.kv = nn.Linear(width, 2 * width, bias=False) if own_keys else None
         self.out = nn.Linear(width, width, bias=False)
 
-    def forward(self, x: torch.Tensor, context: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    def keys_values(self, context: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, T, C) -> keys and values, each (B, heads, T, C // heads)."""
+        B, T, C = context.shape
+        k, v = self.kv(context).view(B, T, 2, self.heads, C // self.heads).permute(2, 0, 3, 1, 4)
+        return k, v
+
+    def forward(
+        self, x: torch.Tensor, keys_values: tuple[torch.Tensor, torch.Tensor], mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
         B, Q, C = x.shape
-        T = context.shape[1]
         q = self.q(x).view(B, Q, self.heads, C // self.heads).transpose(1, 2)  # (B, nh, Q, hs)
-        k, v = self.kv(context).view(B, T, 2, self.heads, C // self.heads).permute(2, 0, 3, 1, 4)  # (B, nh, T, hs)
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # mask: (B, 1, 1, T) bool, True = attend
+        y = F.scaled_dot_product_attention(q, *keys_values, attn_mask=mask)  # mask: (B, 1, 1, T) bool, True = attend
         return self.out(y.transpose(1, 2).reshape(B, Q, C))
 
 
 class _Block(nn.Module):
-    """Pre-norm attention + MLP; cross-attention when a context is given, self-attention otherwise."""
+    """Pre-norm attention + MLP: over a context's keys and values when given, self-attention otherwise.
 
-    def __init__(self, width: int, heads: int, mlp_ratio: int) -> None:
+    `own_keys=False` makes a block that only ever attends to keys and values handed in (a re-read of the chunk)."""
+
+    def __init__(self, width: int, heads: int, mlp_ratio: int, own_keys: bool = True) -> None:
         super().__init__()
         self.norm_x = nn.LayerNorm(width)
-        self.norm_ctx = nn.LayerNorm(width)
-        self.attn = _Attention(width, heads)
+        self.norm_ctx = nn.LayerNorm(width) if own_keys else None
+        self.attn = _Attention(width, heads, own_keys)
         self.norm_mlp = nn.LayerNorm(width)
         self.mlp = nn.Sequential(nn.Linear(width, mlp_ratio * width), nn.GELU(), nn.Linear(mlp_ratio * width, width))
 
-    def forward(self, x: torch.Tensor, context: torch.Tensor | None = None, mask: torch.Tensor | None = None):
+    def context_keys_values(self, context: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.attn.keys_values(self.norm_ctx(context))
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        keys_values: tuple[torch.Tensor, torch.Tensor] | None = None,
+        mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         h = self.norm_x(x)
-        ctx = h if context is None else self.norm_ctx(context)
-        x = x + self.attn(h, ctx, mask)
+        x = x + self.attn(h, keys_values if keys_values is not None else self.attn.keys_values(h), mask)
         return x + self.mlp(self.norm_mlp(x))
+
+    def zero_residuals(self) -> None:
+        """Make the block an identity (attention output and last MLP layer at zero) that still gets gradients."""
+        with torch.no_grad():
+            self.attn.out.weight.zero_()
+            self.mlp[-1].weight.zero_()
+            self.mlp[-1].bias.zero_()
 
 
 class Hypernetwork(nn.Module):
@@ -85,6 +112,9 @@ class Hypernetwork(nn.Module):
         self.latents = nn.Parameter(torch.randn(config.rank, W) * 0.02)
         self.cross = _Block(W, config.num_heads, config.mlp_ratio)
         self.blocks = nn.ModuleList(_Block(W, config.num_heads, config.mlp_ratio) for _ in range(config.num_blocks))
+        self.rereads = nn.ModuleList(
+            _Block(W, config.num_heads, config.mlp_ratio, own_keys=False) for _ in range(config.num_rereads)
+        )
         self.out_norm = nn.LayerNorm(W)
         self.heads = nn.ModuleDict({_key(n): nn.Linear(W, s.d_in + s.d_out) for n, s in self.targets.items()})
         self.gates = nn.ModuleDict({_key(n): nn.Linear(W, 1) for n in self.targets}) if config.chunk_gate else None
@@ -119,9 +149,12 @@ class Hypernetwork(nn.Module):
         mask = attention_mask.bool()[None, :, None, None, :].expand(L, N, 1, 1, T).reshape(L * N, 1, 1, T)
         queries = self.latents[None] + self.layer_emb.weight[:, None, :]  # (L, r, W)
         x = queries[:, None].expand(L, N, -1, -1).reshape(L * N, self.config.rank, -1)
-        x = self.cross(x, ctx, mask)  # (L*N, r, W)
+        keys_values = self.cross.context_keys_values(ctx)  # the chunk, read once and re-read by `rereads`
+        x = self.cross(x, keys_values, mask)  # (L*N, r, W)
         for block in self.blocks:
             x = block(x)
+        for block in self.rereads:
+            x = block(x, keys_values, mask)
         x = self.out_norm(x).view(L, N, self.config.rank, -1)
         out: ChunkLoras = {}
         for t, (name, shape) in enumerate(self.targets.items()):

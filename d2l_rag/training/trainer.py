@@ -85,6 +85,11 @@ class Trainer:
                     f"from {cfg.init_checkpoint}; blocks {trained.config.num_blocks} -> {cfg.hypernet.num_blocks}, "
                     "the new ones start as identities"
                 )
+            if trained.config.num_rereads != cfg.hypernet.num_rereads:
+                self.accelerator.print(
+                    f"from {cfg.init_checkpoint}; re-reads of the chunk {trained.config.num_rereads} -> "
+                    f"{cfg.hypernet.num_rereads}, the new ones start as identities"
+                )
         net.to(device).train().requires_grad_(True)
         decay = [p for p in net.parameters() if p.dim() >= 2]  # matrices decay; norms, biases, scalers don't
         no_decay = [p for p in net.parameters() if p.dim() < 2]

@@ -10,8 +10,8 @@ and column of B (self-attention over duplicated keys gives the same weights, the
 is the trained one summed k times, and the output scalers divided by k make it the trained LoRA again. Identical
 copies would get identical gradients and never part, so the copies after the first are nudged by a little noise.
 
-A deeper network (more latent self-attention blocks) takes the trained blocks first; the blocks after them start
-with their attention output and last MLP layer at zero, so each adds nothing to the residual stream: an identity,
+A deeper network (more latent self-attention blocks, or more re-reads of the chunk) takes the trained blocks first;
+the blocks after them start with their attention output and last MLP layer at zero, so each adds nothing to the residual stream: an identity,
 until training moves those zeros (their inputs are not zero, so they get gradients at once). Either way the grown
 network begins with the trained one's behaviour instead of from scratch.
 """
@@ -40,10 +40,12 @@ def warm_start(network: Hypernetwork, trained: Hypernetwork, copy_noise: float =
     diffs = [
         f"{field}: checkpoint {getattr(old_cfg, field)!r}, config {getattr(new_cfg, field)!r}"
         for field in type(new_cfg).model_fields
-        if field not in ("target_modules", "rank", "num_blocks") and getattr(old_cfg, field) != getattr(new_cfg, field)
+        if field not in ("target_modules", "rank", "num_blocks", "num_rereads") and getattr(old_cfg, field) != getattr(new_cfg, field)
     ]
     if new_cfg.num_blocks < old_cfg.num_blocks:
         diffs.append(f"num_blocks: checkpoint {old_cfg.num_blocks}, config {new_cfg.num_blocks}, fewer")
+    if new_cfg.num_rereads < old_cfg.num_rereads:
+        diffs.append(f"num_rereads: checkpoint {old_cfg.num_rereads}, config {new_cfg.num_rereads}, fewer")
     if new_cfg.rank % old_cfg.rank:
         diffs.append(f"rank: checkpoint {old_cfg.rank}, config {new_cfg.rank}, not a multiple of it")
     missing = [t for t in old_cfg.target_modules if t not in new_cfg.target_modules]
@@ -56,8 +58,8 @@ def warm_start(network: Hypernetwork, trained: Hypernetwork, copy_noise: float =
         )
     if diffs:
         raise InvalidInputError(
-            "the init checkpoint's hypernetwork cannot start this one (only adding target modules or blocks and "
-            "multiplying the rank are allowed): " + "; ".join(diffs)
+            "the init checkpoint's hypernetwork cannot start this one (only adding target modules, blocks or "
+            "re-reads and multiplying the rank are allowed): " + "; ".join(diffs)
         )
     new_rows = {name: i for i, name in enumerate(network.targets)}
     copies = new_cfg.rank // old_cfg.rank
@@ -73,8 +75,7 @@ def warm_start(network: Hypernetwork, trained: Hypernetwork, copy_noise: float =
                 state[key].copy_(torch.cat([value, repeats + noise]))
             else:
                 state[key].copy_(value)
-        for block in network.blocks[old_cfg.num_blocks :]:  # new blocks: residual branches that add zero
-            block.attn.out.weight.zero_()
-            block.mlp[-1].weight.zero_()
-            block.mlp[-1].bias.zero_()
+    # new blocks and re-reads: residual branches that add zero
+    for block in [*network.blocks[old_cfg.num_blocks :], *network.rereads[old_cfg.num_rereads :]]:
+        block.zero_residuals()
     return [name for name in network.targets if name not in trained.targets]

@@ -95,3 +95,38 @@ def test_wrong_activation_shape_is_rejected(tiny_lm, tiny_hypernet):
 def test_target_shapes_must_match_config():
     with pytest.raises(ValueError, match=r"shapes given for \['mlp.up_proj'\] but config targets \['mlp.down_proj'\]"):
         Hypernetwork(HypernetConfig(), 2, 64, {"mlp.up_proj": TargetShape(64, 128)})
+
+
+def test_a_reread_shares_the_first_reads_keys_and_depends_on_the_chunk(tiny_lm, tiny_hypernet_config):
+    config = tiny_hypernet_config.model_copy(update={"num_rereads": 2})
+    net = _randomised(tiny_lm, config)
+    plain = _randomised(tiny_lm, tiny_hypernet_config)
+    assert all(block.attn.kv is None and block.norm_ctx is None for block in net.rereads)  # no projection of its own
+    extra = net.num_parameters() - plain.num_parameters()
+    assert extra == sum(p.numel() for p in net.rereads.parameters()) > 0
+    acts, mask = _activations(tiny_lm, ["The vault code is KX-4821-Q.", "Captain Ilse Varn sailed the Morrow."])
+    _, b = net(acts, mask)["mlp.down_proj"]
+    # The last re-read's attention over the chunk moves the LoRA (zeroed, it is gone).
+    before = net.rereads[-1].attn.out.weight.clone()
+    with torch.no_grad():
+        net.rereads[-1].attn.out.weight.zero_()
+    _, b_without = net(acts, mask)["mlp.down_proj"]
+    with torch.no_grad():
+        net.rereads[-1].attn.out.weight.copy_(before)
+    assert (b - b_without).abs().max() > 1e-4
+    # Padding stays invisible to the re-reads too (they use the first read's mask).
+    L, N, _, H = acts.shape
+    padded = torch.cat([acts, torch.randn(L, N, 5, H) * 10], dim=2)
+    padded_mask = torch.cat([mask, torch.zeros(N, 5, dtype=mask.dtype)], dim=1)
+    torch.testing.assert_close(net(padded, padded_mask)["mlp.down_proj"][1], b, atol=1e-5, rtol=0)
+
+
+def test_a_checkpoint_with_rereads_round_trips(tiny_lm, tiny_hypernet_config, tmp_path):
+    from d2l_rag.model.checkpoint import load_checkpoint, save_checkpoint
+
+    net = _randomised(tiny_lm, tiny_hypernet_config.model_copy(update={"num_rereads": 1}))
+    loaded = load_checkpoint(save_checkpoint(net, tiny_lm, tmp_path / "ckpt", dtype=torch.float32), tiny_lm)
+    assert loaded.network.config.num_rereads == 1
+    acts, mask = _activations(tiny_lm, ["The vault code is KX-4821-Q."])
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.network(acts, mask)["mlp.down_proj"][1], net(acts, mask)["mlp.down_proj"][1])

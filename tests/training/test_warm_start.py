@@ -148,3 +148,30 @@ def test_training_deepens_a_checkpoint(tiny_lm, tmp_path, capsys) -> None:
     assert torch.count_nonzero(grown.blocks[1].mlp[-1].weight) == 0
     for name, value in trained.blocks[0].state_dict().items():
         torch.testing.assert_close(grown.blocks[0].state_dict()[name], value)
+
+
+def test_rereads_start_as_identities_and_learn(tiny_lm) -> None:
+    trained = _trained(tiny_lm).eval()
+    rereading = build_hypernetwork(tiny_lm, SMALL.model_copy(update={"num_rereads": 2})).eval()
+    assert warm_start(rereading, trained) == []
+    activations, mask = _inputs(tiny_lm)
+    with torch.no_grad():
+        want, got = trained(activations, mask)["mlp.down_proj"], rereading(activations, mask)["mlp.down_proj"]
+    for g, w in zip(got, want, strict=True):
+        torch.testing.assert_close(g, w)  # the re-reads add nothing yet
+    a, b = rereading.train()(activations, mask)["mlp.down_proj"]
+    (a.square().sum() + b.square().sum()).backward()
+    assert all(block.attn.out.weight.grad.abs().sum() > 0 for block in rereading.rereads)  # the zeros move at once
+
+
+def test_training_adds_rereads_to_a_checkpoint(tiny_lm, tmp_path, capsys) -> None:
+    trained, grown, printed = _grown_by_training(tiny_lm, tmp_path, capsys, SMALL.model_copy(update={"num_rereads": 1}))
+    assert "re-reads of the chunk 0 -> 1, the new ones start as identities" in printed
+    assert torch.count_nonzero(grown.rereads[0].mlp[-1].weight) == 0
+    torch.testing.assert_close(grown.latents, trained.latents)
+
+
+def test_a_checkpoint_with_rereads_cannot_start_one_with_fewer(tiny_lm) -> None:
+    rereading = build_hypernetwork(tiny_lm, SMALL.model_copy(update={"num_rereads": 1}))
+    with pytest.raises(InvalidInputError, match="num_rereads: checkpoint 1, config 0, fewer"):
+        warm_start(build_hypernetwork(tiny_lm, SMALL), rereading)
