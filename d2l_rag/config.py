@@ -36,8 +36,8 @@ class HypernetConfig(_Strict):
         default=0,
         ge=0,
         le=32,
-        description="Blocks after the self-attention ones that read the chunk again, with queries shaped by the "
-        "first read (sharing its keys and values).",
+        description="Blocks after the self-attention ones that read the chunk again (its keys and values from the "
+        "first read) together with the latents, with queries shaped by what the first read found.",
     )
     mlp_ratio: int = Field(default=4, gt=0, description="Hidden size of the Perceiver MLPs, as a multiple of width.")
     lora_scale: float = Field(default=1.0, gt=0, description="Constant multiplier of every generated delta.")

@@ -7,7 +7,8 @@
 # copied out as one bench.tgz: $OUT takes 8 files at most). The configs name the embedded model (null); the stages
 # train on BASE_MODEL instead, by default the GGUF that device_setup.sh assembled.
 # Two runs can share the GPU: start each with POLL_S=0 and its own TAG (files go to $OUT/$TAG), then poll the last;
-# CKPT=0 leaves the checkpoint out ($OUT holds 8 files and 64 MiB at most), to fetch one run's in a later call.
+# CKPT=0 leaves the checkpoint out ($OUT holds 8 files and 64 MiB at most), to fetch one run's in a later call;
+# CKPT=stable sends the stable weights alone (below), for a network too big to send both at once.
 # A stage with anneal_share also saves checkpoint_stable (the weights before its anneal): it comes out as
 # ckpt_stable.tar.part.* (join with cat, then tar xf), next to the annealed checkpoint's ckpt.part.*.
 set -u
@@ -34,6 +35,7 @@ if [ ! -f "$run/started" ]; then
 fi
 out=$OUT${TAG:+/$TAG}
 mkdir -p "$out"
+parts() { echo $(( ($(stat -c %s "$1") + 10240 + 15728639) / 15728640 )); }  # 15 MiB parts of a file (+ tar headers)
 copy_out() {
   cp "$run/stdout.log" "$out/" 2>/dev/null
   cat "$run"/stage*/log.jsonl > "$out/log.jsonl" 2>/dev/null
@@ -43,13 +45,29 @@ copy_out() {
   done
   [ -d "$run/bench" ] && tar czf "$out/bench.tgz" -C "$run" bench
   newest=$(ls -td "$run"/stage*/checkpoint 2>/dev/null | head -n 1)
-  if [ "${CKPT:-1}" = 1 ] && [ -n "$newest" ] && [ -f "$newest/hypernetwork.safetensors" ]; then
+  stable=$(ls -td "$run"/stage*/checkpoint_stable 2>/dev/null | head -n 1)
+  [ -n "$newest" ] && [ -f "$newest/hypernetwork.safetensors" ] || newest=
+  [ -n "$stable" ] && [ -f "$stable/hypernetwork.safetensors" ] || stable=
+  send_newest=0 send_stable=0
+  case "${CKPT:-1}" in
+    1) [ -n "$newest" ] && send_newest=1
+       # both only while $OUT's 8 files hold them: 4 parts of 15 MiB beside config, logs and bench.tgz
+       if [ -n "$stable" ]; then
+         if [ $(( ${newest:+$(parts "$newest/hypernetwork.safetensors") +} $(parts "$stable/hypernetwork.safetensors") )) -le 4 ]
+         then send_stable=1
+         elif [ -z "${told_stable:-}" ]; then told_stable=1
+           echo "stable weights left out (too big beside the newest): fetch them with CKPT=stable"
+         fi
+       fi ;;
+    stable) [ -n "$stable" ] && send_stable=1 ;;
+  esac
+  if [ "$send_newest" = 1 ]; then
+    rm -f "$out"/ckpt.part.*
     cp "$newest/config.json" "$out/ckpt_config.json"
     split -b 15M "$newest/hypernetwork.safetensors" "$out/ckpt.part."
   fi
   # anneal_share: the weights where the anneal began, the next lease's start (one tar in parts: 8 files at most)
-  stable=$(ls -td "$run"/stage*/checkpoint_stable 2>/dev/null | head -n 1)
-  if [ "${CKPT:-1}" = 1 ] && [ -n "$stable" ] && [ -f "$stable/hypernetwork.safetensors" ]; then
+  if [ "$send_stable" = 1 ]; then
     rm -f "$out"/ckpt_stable.tar.part.*
     tar cf - -C "$stable" . | split -b 15M - "$out/ckpt_stable.tar.part."
   fi

@@ -3,15 +3,16 @@
 For every decoder layer, `rank` learned latent queries (plus a layer embedding) cross-attend to that layer's
 activations over the chunk, then self-attend; latent i becomes row i of A and column i of B. The first read's
 queries are the same for every chunk; `num_rereads` blocks read the chunk again with queries shaped by what the
-first read found (Idefics2's resampler reads the context in every block), sharing its keys and values, so a
-re-read costs attention over the chunk but no new projection of it. Weights are
-shared across layers (the layer embedding tells them apart), which keeps the network small.
+first read found, attending to the chunk and the latents together as Idefics2's resampler does in every block. They
+reuse the first read's keys and values of the chunk, so a re-read costs attention over it but no new projection.
+Weights are shared across layers (the layer embedding tells them apart), which keeps the network small.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -32,16 +33,17 @@ class TargetShape:
 
 # target name -> (A: (N, layers, rank, d_in), B: (N, layers, d_out, rank)) for N chunks
 ChunkLoras = dict[str, tuple[torch.Tensor, torch.Tensor]]
+BlockKind = Literal["read", "self", "reread"]
 
 
 class _Attention(nn.Module):
-    """Multi-head attention of queries x over keys and values made from a context (or handed in, to share them)."""
+    """Multi-head attention of queries x over keys and values projected from a context or handed in."""
 
-    def __init__(self, width: int, heads: int, own_keys: bool = True) -> None:
+    def __init__(self, width: int, heads: int) -> None:
         super().__init__()
         self.heads = heads
         self.q = nn.Linear(width, width, bias=False)
-        self.kv = nn.Linear(width, 2 * width, bias=False) if own_keys else None
+        self.kv = nn.Linear(width, 2 * width, bias=False)
         self.out = nn.Linear(width, width, bias=False)
 
     def keys_values(self, context: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -50,25 +52,45 @@ class _Attention(nn.Module):
         k, v = self.kv(context).view(B, T, 2, self.heads, C // self.heads).permute(2, 0, 3, 1, 4)
         return k, v
 
+    def _queries(self, x: torch.Tensor) -> torch.Tensor:
+        B, Q, C = x.shape
+        return self.q(x).view(B, Q, self.heads, C // self.heads).transpose(1, 2)  # (B, nh, Q, hs)
+
+    def _merge(self, y: torch.Tensor) -> torch.Tensor:
+        B, _, Q, hs = y.shape
+        return self.out(y.transpose(1, 2).reshape(B, Q, self.heads * hs))
+
     def forward(
         self, x: torch.Tensor, keys_values: tuple[torch.Tensor, torch.Tensor], mask: torch.Tensor | None = None
     ) -> torch.Tensor:
-        B, Q, C = x.shape
-        q = self.q(x).view(B, Q, self.heads, C // self.heads).transpose(1, 2)  # (B, nh, Q, hs)
-        y = F.scaled_dot_product_attention(q, *keys_values, attn_mask=mask)  # mask: (B, 1, 1, T) bool, True = attend
-        return self.out(y.transpose(1, 2).reshape(B, Q, C))
+        y = F.scaled_dot_product_attention(self._queries(x), *keys_values, attn_mask=mask)  # mask: (B, 1, 1, T) bool
+        return self._merge(y)
+
+    def over_chunk_and_self(
+        self, x: torch.Tensor, chunk: tuple[torch.Tensor, torch.Tensor], mask: torch.Tensor
+    ) -> torch.Tensor:
+        """Attention over a chunk's keys and x's own as one softmax, without concatenating the chunk's keys and
+        values (a copy of them per call): with a handful of queries the scores are far smaller than the keys."""
+        q = self._queries(x)
+        (k_chunk, v_chunk), (k_self, v_self) = chunk, self.keys_values(x)
+        scale = q.shape[-1] ** -0.5
+        on_chunk = (q @ k_chunk.transpose(-1, -2) * scale).masked_fill(~mask, float("-inf"))  # (B, nh, Q, T)
+        weights = torch.softmax(torch.cat([on_chunk, q @ k_self.transpose(-1, -2) * scale], dim=-1), dim=-1)
+        T = k_chunk.shape[2]
+        return self._merge(weights[..., :T] @ v_chunk + weights[..., T:] @ v_self)
 
 
 class _Block(nn.Module):
-    """Pre-norm attention + MLP: over a context's keys and values when given, self-attention otherwise.
+    """Pre-norm attention + MLP, over one of: a context (`read`), the latents themselves (`self`), or a chunk's keys
+    and values from an earlier read together with the latents (`reread`, as in Idefics2's resampler)."""
 
-    `own_keys=False` makes a block that only ever attends to keys and values handed in (a re-read of the chunk)."""
-
-    def __init__(self, width: int, heads: int, mlp_ratio: int, own_keys: bool = True) -> None:
+    def __init__(self, width: int, heads: int, mlp_ratio: int, kind: BlockKind = "self") -> None:
         super().__init__()
+        self.kind = kind
         self.norm_x = nn.LayerNorm(width)
-        self.norm_ctx = nn.LayerNorm(width) if own_keys else None
-        self.attn = _Attention(width, heads, own_keys)
+        # `reread` attends to keys made by the first read, so it has no context of its own to normalise
+        self.norm_ctx = None if kind == "reread" else nn.LayerNorm(width)
+        self.attn = _Attention(width, heads)
         self.norm_mlp = nn.LayerNorm(width)
         self.mlp = nn.Sequential(nn.Linear(width, mlp_ratio * width), nn.GELU(), nn.Linear(mlp_ratio * width, width))
 
@@ -78,11 +100,17 @@ class _Block(nn.Module):
     def forward(
         self,
         x: torch.Tensor,
-        keys_values: tuple[torch.Tensor, torch.Tensor] | None = None,
+        chunk: tuple[torch.Tensor, torch.Tensor] | None = None,
         mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
+        """chunk: the chunk's keys and values (`read`, `reread`), with its mask (B, 1, 1, T)."""
         h = self.norm_x(x)
-        x = x + self.attn(h, keys_values if keys_values is not None else self.attn.keys_values(h), mask)
+        if self.kind == "read":
+            x = x + self.attn(h, chunk, mask)
+        elif self.kind == "self":
+            x = x + self.attn(h, self.attn.keys_values(h))
+        else:  # reread: the chunk's tokens and the latents as one set of keys
+            x = x + self.attn.over_chunk_and_self(h, chunk, mask)
         return x + self.mlp(self.norm_mlp(x))
 
     def zero_residuals(self) -> None:
@@ -110,10 +138,10 @@ class Hypernetwork(nn.Module):
         self.in_proj = nn.Linear(hidden_size, W)
         self.layer_emb = nn.Embedding(num_layers, W)
         self.latents = nn.Parameter(torch.randn(config.rank, W) * 0.02)
-        self.cross = _Block(W, config.num_heads, config.mlp_ratio)
+        self.cross = _Block(W, config.num_heads, config.mlp_ratio, kind="read")
         self.blocks = nn.ModuleList(_Block(W, config.num_heads, config.mlp_ratio) for _ in range(config.num_blocks))
         self.rereads = nn.ModuleList(
-            _Block(W, config.num_heads, config.mlp_ratio, own_keys=False) for _ in range(config.num_rereads)
+            _Block(W, config.num_heads, config.mlp_ratio, kind="reread") for _ in range(config.num_rereads)
         )
         self.out_norm = nn.LayerNorm(W)
         self.heads = nn.ModuleDict({_key(n): nn.Linear(W, s.d_in + s.d_out) for n, s in self.targets.items()})
@@ -149,12 +177,12 @@ class Hypernetwork(nn.Module):
         mask = attention_mask.bool()[None, :, None, None, :].expand(L, N, 1, 1, T).reshape(L * N, 1, 1, T)
         queries = self.latents[None] + self.layer_emb.weight[:, None, :]  # (L, r, W)
         x = queries[:, None].expand(L, N, -1, -1).reshape(L * N, self.config.rank, -1)
-        keys_values = self.cross.context_keys_values(ctx)  # the chunk, read once and re-read by `rereads`
-        x = self.cross(x, keys_values, mask)  # (L*N, r, W)
+        chunk = self.cross.context_keys_values(ctx)  # projected once, read by `cross` and again by `rereads`
+        x = self.cross(x, chunk, mask)  # (L*N, r, W)
         for block in self.blocks:
             x = block(x)
         for block in self.rereads:
-            x = block(x, keys_values, mask)
+            x = block(x, chunk, mask)
         x = self.out_norm(x).view(L, N, self.config.rank, -1)
         out: ChunkLoras = {}
         for t, (name, shape) in enumerate(self.targets.items()):

@@ -1,19 +1,21 @@
 """Starting a run from a trained hypernetwork, also a smaller one (growing capacity).
 
-Every target shares the Perceiver trunk and has its own output head, gate and per-layer output scalers. So a
-network that adds a target (say `self_attn.o_proj` next to `mlp.down_proj`) can take all of a trained network's
-weights: the trunk and the old targets' parts carry over, and a new target keeps its zero output scalers, i.e.
-starts as an exact no-op.
+Every target shares the Perceiver trunk and has its own output head, gate and per-layer output scalers. So a network
+that adds a target (say `self_attn.o_proj` next to `mlp.down_proj`) can take all of a trained network's weights: the
+trunk and the old targets' parts carry over, and a new target keeps its zero output scalers, i.e. starts as an exact
+no-op.
 
 A network of k times the rank takes each trained latent query k times. Copies of a latent compute the same row of A
 and column of B (self-attention over duplicated keys gives the same weights, the gate reads their mean), so the LoRA
 is the trained one summed k times, and the output scalers divided by k make it the trained LoRA again. Identical
 copies would get identical gradients and never part, so the copies after the first are nudged by a little noise.
+(A trained re-read is the exception: it attends to the chunk and the latents together, so k copies of each latent
+weigh k times as much against the chunk's tokens, and the grown LoRA is near the trained one, not equal to it.)
 
 A deeper network (more latent self-attention blocks, or more re-reads of the chunk) takes the trained blocks first;
-the blocks after them start with their attention output and last MLP layer at zero, so each adds nothing to the residual stream: an identity,
-until training moves those zeros (their inputs are not zero, so they get gradients at once). Either way the grown
-network begins with the trained one's behaviour instead of from scratch.
+the blocks after them start with their attention output and last MLP layer at zero, so each adds nothing to the
+residual stream: an identity, until training moves those zeros (their inputs are not zero, so they get gradients at
+once). Either way the grown network begins with the trained one's behaviour instead of from scratch.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ from d2l_rag.errors import InvalidInputError
 from d2l_rag.model.hypernetwork import Hypernetwork
 
 __all__ = ["warm_start"]
+
+GROWABLE = ("target_modules", "rank", "num_blocks", "num_rereads")  # the fields a start may change
 
 
 def warm_start(network: Hypernetwork, trained: Hypernetwork, copy_noise: float = 1.0) -> list[str]:
@@ -40,7 +44,7 @@ def warm_start(network: Hypernetwork, trained: Hypernetwork, copy_noise: float =
     diffs = [
         f"{field}: checkpoint {getattr(old_cfg, field)!r}, config {getattr(new_cfg, field)!r}"
         for field in type(new_cfg).model_fields
-        if field not in ("target_modules", "rank", "num_blocks", "num_rereads") and getattr(old_cfg, field) != getattr(new_cfg, field)
+        if field not in GROWABLE and getattr(old_cfg, field) != getattr(new_cfg, field)
     ]
     if new_cfg.num_blocks < old_cfg.num_blocks:
         diffs.append(f"num_blocks: checkpoint {old_cfg.num_blocks}, config {new_cfg.num_blocks}, fewer")

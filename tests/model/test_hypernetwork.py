@@ -97,28 +97,34 @@ def test_target_shapes_must_match_config():
         Hypernetwork(HypernetConfig(), 2, 64, {"mlp.up_proj": TargetShape(64, 128)})
 
 
-def test_a_reread_shares_the_first_reads_keys_and_depends_on_the_chunk(tiny_lm, tiny_hypernet_config):
+def test_a_reread_attends_to_the_chunk_and_the_latents_together(tiny_lm, tiny_hypernet_config):
     config = tiny_hypernet_config.model_copy(update={"num_rereads": 2})
     net = _randomised(tiny_lm, config)
     plain = _randomised(tiny_lm, tiny_hypernet_config)
-    assert all(block.attn.kv is None and block.norm_ctx is None for block in net.rereads)  # no projection of its own
-    extra = net.num_parameters() - plain.num_parameters()
-    assert extra == sum(p.numel() for p in net.rereads.parameters()) > 0
+    assert all(block.norm_ctx is None for block in net.rereads)  # the chunk's keys are the first read's
+    assert net.num_parameters() - plain.num_parameters() == sum(p.numel() for p in net.rereads.parameters()) > 0
+    block, width, heads = net.rereads[0], config.width, config.num_heads
+    torch.manual_seed(0)
+    x = torch.randn(2, config.rank, width)
+    shape = (2, heads, 5, width // heads)  # keys or values of 5 chunk tokens
+    chunk_a, chunk_b = ((torch.randn(shape), torch.randn(shape)) for _ in "ab")
+    seen = torch.ones(2, 1, 1, 5, dtype=torch.bool)
+    with torch.no_grad():
+        assert (block(x, chunk_a, seen) - block(x, chunk_b, seen)).abs().max() > 1e-3  # it reads the chunk
+        hidden = block(x, chunk_a, torch.zeros_like(seen))  # every chunk token masked: the latents are still keys
+    assert torch.isfinite(hidden).all()
+    # In the network: the re-reads move the LoRA, and padding stays invisible to them (the first read's mask).
     acts, mask = _activations(tiny_lm, ["The vault code is KX-4821-Q.", "Captain Ilse Varn sailed the Morrow."])
-    _, b = net(acts, mask)["mlp.down_proj"]
-    # The last re-read's attention over the chunk moves the LoRA (zeroed, it is gone).
-    before = net.rereads[-1].attn.out.weight.clone()
     with torch.no_grad():
-        net.rereads[-1].attn.out.weight.zero_()
-    _, b_without = net(acts, mask)["mlp.down_proj"]
-    with torch.no_grad():
-        net.rereads[-1].attn.out.weight.copy_(before)
-    assert (b - b_without).abs().max() > 1e-4
-    # Padding stays invisible to the re-reads too (they use the first read's mask).
-    L, N, _, H = acts.shape
-    padded = torch.cat([acts, torch.randn(L, N, 5, H) * 10], dim=2)
-    padded_mask = torch.cat([mask, torch.zeros(N, 5, dtype=mask.dtype)], dim=1)
-    torch.testing.assert_close(net(padded, padded_mask)["mlp.down_proj"][1], b, atol=1e-5, rtol=0)
+        _, b = net(acts, mask)["mlp.down_proj"]
+        without = _randomised(tiny_lm, config)
+        for reread in without.rereads:
+            reread.zero_residuals()
+        assert (b - without(acts, mask)["mlp.down_proj"][1]).abs().max() > 1e-4
+        L, N, _, H = acts.shape
+        padded = torch.cat([acts, torch.randn(L, N, 5, H) * 10], dim=2)
+        padded_mask = torch.cat([mask, torch.zeros(N, 5, dtype=mask.dtype)], dim=1)
+        torch.testing.assert_close(net(padded, padded_mask)["mlp.down_proj"][1], b, atol=1e-5, rtol=0)
 
 
 def test_a_checkpoint_with_rereads_round_trips(tiny_lm, tiny_hypernet_config, tmp_path):
@@ -130,3 +136,18 @@ def test_a_checkpoint_with_rereads_round_trips(tiny_lm, tiny_hypernet_config, tm
     acts, mask = _activations(tiny_lm, ["The vault code is KX-4821-Q."])
     with torch.no_grad():
         torch.testing.assert_close(loaded.network(acts, mask)["mlp.down_proj"][1], net(acts, mask)["mlp.down_proj"][1])
+
+
+def test_a_rereads_softmax_over_chunk_and_latents_is_attention_over_both_concatenated():
+    from d2l_rag.model.hypernetwork import _Attention
+
+    torch.manual_seed(0)
+    attn, heads, width = _Attention(32, 4), 4, 32
+    x = torch.randn(3, 8, width)
+    chunk = (torch.randn(3, heads, 6, width // heads), torch.randn(3, heads, 6, width // heads))
+    mask = torch.ones(3, 1, 1, 6, dtype=torch.bool)
+    mask[0, ..., 4:] = False  # a padded chunk
+    k_self, v_self = attn.keys_values(x)
+    keys_values = (torch.cat([chunk[0], k_self], dim=2), torch.cat([chunk[1], v_self], dim=2))
+    joint_mask = torch.cat([mask, torch.ones(3, 1, 1, 8, dtype=torch.bool)], dim=-1)
+    torch.testing.assert_close(attn.over_chunk_and_self(x, chunk, mask), attn(x, keys_values, joint_mask))
