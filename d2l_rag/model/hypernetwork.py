@@ -178,6 +178,8 @@ class Hypernetwork(nn.Module):
         queries = self.latents[None] + self.layer_emb.weight[:, None, :]  # (L, r, W)
         x = queries[:, None].expand(L, N, -1, -1).reshape(L * N, self.config.rank, -1)
         chunk = self.cross.context_keys_values(ctx)  # projected once, read by `cross` and again by `rereads`
+        if self.rereads:  # one copy into the layout their matmuls take without copying again, per re-read
+            chunk = (chunk[0].contiguous(), chunk[1].contiguous())
         x = self.cross(x, chunk, mask)  # (L*N, r, W)
         for block in self.blocks:
             x = block(x)
