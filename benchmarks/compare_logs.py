@@ -1,0 +1,106 @@
+"""Two training runs on the same data, compared step by step: did a change of network lower the KL?
+
+    python -m benchmarks.compare_logs docs/training_logs/stage_r5_batch64.jsonl R6/log.jsonl
+
+Runs with the same seed, batch size and pool settings draw the same pools and train on the same examples at every
+step (the pool's seed and a step's draw depend on the seed and the step only), so their logged KLs pair up step by
+step, and the data's own noise, which dwarfs a small gain at any one step, cancels in the pairing. Per kind of data
+(`loss`, `kl_facts`, ...): the mean over the steps both logged, how many of those steps B was lower, and the exact
+sign test on that split; `--up-to` keeps the steps before a point (e.g. where one run began to anneal).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from benchmarks.compare import sign_test
+
+__all__ = ["PairedKL", "compare_logs", "read_log"]
+
+
+@dataclass(frozen=True)
+class PairedKL:
+    """One logged quantity over the steps both runs logged it."""
+
+    key: str
+    steps: int
+    mean_a: float
+    mean_b: float
+    lower_b: int  # steps where B was lower
+    p: float
+
+
+def read_log(path: Path) -> dict[int, dict[str, float]]:
+    """step -> the training row logged at it (pool and eval rows have no `loss` and are left out)."""
+    rows: dict[int, dict[str, float]] = {}
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{path}:{number} is not a JSON line: {err}") from None
+        if "loss" in row:
+            rows[int(row["step"])] = row
+    if not rows:
+        raise ValueError(f"{path} holds no training rows (lines with a 'loss')")
+    return rows
+
+
+def compare_logs(a: dict[int, dict[str, float]], b: dict[int, dict[str, float]], up_to: int | None = None):
+    """The loss and every per-kind KL both runs logged, paired over the steps both logged (up to `up_to`)."""
+    steps = sorted(s for s in a.keys() & b.keys() if up_to is None or s <= up_to)
+    if not steps:
+        raise ValueError("the two logs share no logged step: were they run with the same log_every?")
+    # a kind missing from a step's batch is missing from its row: take every kind some paired step has
+    keys = ["loss", *sorted({k for s in steps for k in a[s].keys() & b[s].keys() if k.startswith("kl_")})]
+    out = []
+    for key in keys:
+        pairs = [(a[s][key], b[s][key]) for s in steps if key in a[s] and key in b[s]]
+        lower_b = sum(y < x for x, y in pairs)
+        lower_a = sum(x < y for x, y in pairs)
+        out.append(
+            PairedKL(
+                key,
+                len(pairs),
+                sum(x for x, _ in pairs) / len(pairs),
+                sum(y for _, y in pairs) / len(pairs),
+                lower_b,
+                sign_test(lower_a, lower_b),
+            )
+        )
+    return out
+
+
+def markdown(rows: list[PairedKL], name_a: str, name_b: str) -> str:
+    lines = [
+        f"A = {name_a}, B = {name_b}",
+        "",
+        "| logged | steps | A mean | B mean | B lower at | p (sign test) |",
+        "|---|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {r.key} | {r.steps} | {r.mean_a:.4f} | {r.mean_b:.4f} | {r.lower_b} of {r.steps} | {r.p:.3f} |"
+        for r in rows
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("a", type=Path, help="log.jsonl of the first run")
+    parser.add_argument("b", type=Path, help="log.jsonl of the second run (same seed and data settings)")
+    parser.add_argument("--up-to", type=int, default=None, help="only steps up to this one")
+    args = parser.parse_args(argv)
+    try:
+        rows = compare_logs(read_log(args.a), read_log(args.b), args.up_to)
+    except (OSError, ValueError) as err:
+        parser.error(str(err))
+    print(markdown(rows, str(args.a), str(args.b)))
+
+
+if __name__ == "__main__":
+    main()

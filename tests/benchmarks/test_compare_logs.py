@@ -1,0 +1,64 @@
+"""Pairing two training logs step by step: who was lower, how often, and whether chance explains it."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from benchmarks.compare_logs import compare_logs, main, read_log
+
+
+def _log(tmp_path, name: str, rows: list[dict]) -> object:
+    path = tmp_path / name
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def _rows(offset: float, steps=range(20, 420, 20)) -> list[dict]:
+    pool = {"step": 0, "pool_drawn": 8192, "pool_kept": 4000, "pool_draw_s": 30.0, "pool_teacher_s": 60.0}
+    rows = [pool]
+    for i, step in enumerate(steps):
+        noise = 0.1 * ((i * 7) % 5)  # the data's own swings, shared by both runs
+        row = {"step": step, "loss": 0.4 + noise + offset, "kl_facts": 0.5 + noise + 2 * offset}
+        if i % 2:
+            row["kl_needle"] = 0.02 + offset / 10
+        rows.append(row)
+    return rows
+
+
+def test_a_run_lower_at_every_paired_step_is_found_despite_the_swings(tmp_path) -> None:
+    a, b = read_log(_log(tmp_path, "a.jsonl", _rows(0.0))), read_log(_log(tmp_path, "b.jsonl", _rows(-0.01)))
+    rows = {r.key: r for r in compare_logs(a, b)}
+    assert list(rows) == ["loss", "kl_facts", "kl_needle"]
+    assert rows["loss"].steps == 20 and rows["loss"].lower_b == 20 and rows["loss"].p < 1e-5
+    assert rows["kl_facts"].mean_a - rows["kl_facts"].mean_b == pytest.approx(0.02)
+    assert rows["kl_needle"].steps == 10  # a kind is paired only where both logged it
+    same = {r.key: r for r in compare_logs(a, a)}
+    assert same["loss"].lower_b == 0 and same["loss"].p == 1.0
+
+
+def test_up_to_keeps_only_the_early_steps(tmp_path) -> None:
+    a, b = read_log(_log(tmp_path, "a.jsonl", _rows(0.0))), read_log(_log(tmp_path, "b.jsonl", _rows(0.01)))
+    assert compare_logs(a, b, up_to=100)[0].steps == 5
+
+
+def test_logs_that_cannot_pair_are_refused_by_name(tmp_path) -> None:
+    a = read_log(_log(tmp_path, "a.jsonl", _rows(0.0, steps=range(20, 100, 20))))
+    b = read_log(_log(tmp_path, "b.jsonl", _rows(0.0, steps=range(10, 100, 20))))
+    with pytest.raises(ValueError, match="share no logged step"):
+        compare_logs(a, b)
+    (tmp_path / "bad.jsonl").write_text('{"step": 20, "loss": 0.3}\n{"step": 40, "lo\n')
+    with pytest.raises(ValueError, match=r"bad.jsonl:2 is not a JSON line"):
+        read_log(tmp_path / "bad.jsonl")
+    with pytest.raises(ValueError, match="no training rows"):
+        read_log(_log(tmp_path, "pools.jsonl", _rows(0.0, steps=[])))
+
+
+def test_the_command_prints_a_table_and_names_a_missing_log(tmp_path, capsys) -> None:
+    main([str(_log(tmp_path, "a.jsonl", _rows(0.0))), str(_log(tmp_path, "b.jsonl", _rows(-0.01)))])
+    out = capsys.readouterr().out
+    assert "| loss | 20 |" in out and "20 of 20" in out
+    with pytest.raises(SystemExit):
+        main([str(tmp_path / "a.jsonl"), str(tmp_path / "missing.jsonl")])
+    assert "missing.jsonl" in capsys.readouterr().err
