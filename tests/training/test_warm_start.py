@@ -1,4 +1,4 @@
-"""Growing a trained hypernetwork (targets, rank, depth): old LoRAs unchanged, what is new starts as a no-op."""
+"""Growing a trained hypernetwork (targets, rank, depth, re-reads): old LoRAs unchanged, what is new starts as a no-op."""
 
 from __future__ import annotations
 
@@ -126,20 +126,27 @@ def test_training_doubles_the_rank_of_a_checkpoint(tiny_lm, tmp_path, capsys) ->
     torch.testing.assert_close(grown.out_scale, trained.out_scale / 2)
 
 
-def test_a_deeper_network_starts_with_the_trained_lora_and_its_new_blocks_learn(tiny_lm) -> None:
+@pytest.mark.parametrize(
+    ("update", "new_blocks"),
+    [
+        ({"num_blocks": 3}, lambda net: net.blocks[1:]),  # two latent self-attention blocks more
+        ({"num_rereads": 2}, lambda net: net.rereads),  # two re-reads of the chunk
+    ],
+)
+def test_a_grown_network_starts_with_the_trained_lora_and_its_new_blocks_learn(tiny_lm, update, new_blocks) -> None:
     trained = _trained(tiny_lm).eval()
-    deeper = build_hypernetwork(tiny_lm, SMALL.model_copy(update={"num_blocks": 3})).eval()
-    assert warm_start(deeper, trained) == []
+    grown = build_hypernetwork(tiny_lm, SMALL.model_copy(update=update)).eval()
+    assert warm_start(grown, trained) == []
     activations, mask = _inputs(tiny_lm)
     with torch.no_grad():
-        want, got = trained(activations, mask)["mlp.down_proj"], deeper(activations, mask)["mlp.down_proj"]
+        want, got = trained(activations, mask)["mlp.down_proj"], grown(activations, mask)["mlp.down_proj"]
     for g, w in zip(got, want, strict=True):
-        torch.testing.assert_close(g, w)  # the two new blocks are identities
+        torch.testing.assert_close(g, w)  # the new blocks are identities
     for name, value in trained.blocks[0].state_dict().items():
-        assert torch.equal(deeper.blocks[0].state_dict()[name], value)
-    a, b = deeper.train()(activations, mask)["mlp.down_proj"]
+        assert torch.equal(grown.blocks[0].state_dict()[name], value)
+    a, b = grown.train()(activations, mask)["mlp.down_proj"]
     (a.square().sum() + b.square().sum()).backward()
-    assert all(deeper.blocks[i].attn.out.weight.grad.abs().sum() > 0 for i in (1, 2))  # the zeros move at once
+    assert all(block.attn.out.weight.grad.abs().sum() > 0 for block in new_blocks(grown))  # the zeros move at once
 
 
 def test_training_deepens_a_checkpoint(tiny_lm, tmp_path, capsys) -> None:
@@ -148,20 +155,6 @@ def test_training_deepens_a_checkpoint(tiny_lm, tmp_path, capsys) -> None:
     assert torch.count_nonzero(grown.blocks[1].mlp[-1].weight) == 0
     for name, value in trained.blocks[0].state_dict().items():
         torch.testing.assert_close(grown.blocks[0].state_dict()[name], value)
-
-
-def test_rereads_start_as_identities_and_learn(tiny_lm) -> None:
-    trained = _trained(tiny_lm).eval()
-    rereading = build_hypernetwork(tiny_lm, SMALL.model_copy(update={"num_rereads": 2})).eval()
-    assert warm_start(rereading, trained) == []
-    activations, mask = _inputs(tiny_lm)
-    with torch.no_grad():
-        want, got = trained(activations, mask)["mlp.down_proj"], rereading(activations, mask)["mlp.down_proj"]
-    for g, w in zip(got, want, strict=True):
-        torch.testing.assert_close(g, w)  # the re-reads add nothing yet
-    a, b = rereading.train()(activations, mask)["mlp.down_proj"]
-    (a.square().sum() + b.square().sum()).backward()
-    assert all(block.attn.out.weight.grad.abs().sum() > 0 for block in rereading.rereads)  # the zeros move at once
 
 
 def test_training_adds_rereads_to_a_checkpoint(tiny_lm, tmp_path, capsys) -> None:
