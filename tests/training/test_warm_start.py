@@ -1,4 +1,4 @@
-"""Growing a trained hypernetwork (targets, rank, depth, re-reads): old LoRAs unchanged, what is new starts as a no-op."""
+"""Growing a trained hypernetwork (targets, rank, depth, re-reads): old LoRAs unchanged, the new starts as a no-op."""
 
 from __future__ import annotations
 
