@@ -50,7 +50,9 @@ def read_log(path: Path) -> dict[int, dict[str, float]]:
     return rows
 
 
-def compare_logs(a: dict[int, dict[str, float]], b: dict[int, dict[str, float]], up_to: int | None = None):
+def compare_logs(
+    a: dict[int, dict[str, float]], b: dict[int, dict[str, float]], up_to: int | None = None
+) -> list[PairedKL]:
     """The loss and every per-kind KL both runs logged, paired over the steps both logged (up to `up_to`)."""
     steps = sorted(s for s in a.keys() & b.keys() if up_to is None or s <= up_to)
     if not steps:

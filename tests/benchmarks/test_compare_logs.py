@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
 from benchmarks.compare_logs import compare_logs, main, read_log
 
 
-def _log(tmp_path, name: str, rows: list[dict]) -> object:
+def _log(tmp_path: Path, name: str, rows: list[dict]) -> Path:
     path = tmp_path / name
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return path
