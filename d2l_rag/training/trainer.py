@@ -80,16 +80,12 @@ class Trainer:
                     f"from {cfg.init_checkpoint}; rank {trained.config.rank} -> {cfg.hypernet.rank}, each latent "
                     f"query repeated {cfg.hypernet.rank // trained.config.rank}x"
                 )
-            if trained.config.num_blocks != cfg.hypernet.num_blocks:
-                self.accelerator.print(
-                    f"from {cfg.init_checkpoint}; blocks {trained.config.num_blocks} -> {cfg.hypernet.num_blocks}, "
-                    "the new ones start as identities"
-                )
-            if trained.config.num_rereads != cfg.hypernet.num_rereads:
-                self.accelerator.print(
-                    f"from {cfg.init_checkpoint}; re-reads of the chunk {trained.config.num_rereads} -> "
-                    f"{cfg.hypernet.num_rereads}, the new ones start as identities"
-                )
+            for field, blocks in (("num_blocks", "blocks"), ("num_rereads", "re-reads of the chunk")):
+                before, after = getattr(trained.config, field), getattr(cfg.hypernet, field)
+                if before != after:
+                    self.accelerator.print(
+                        f"from {cfg.init_checkpoint}; {blocks} {before} -> {after}, the new ones start as identities"
+                    )
         net.to(device).train().requires_grad_(True)
         decay = [p for p in net.parameters() if p.dim() >= 2]  # matrices decay; norms, biases, scalers don't
         no_decay = [p for p in net.parameters() if p.dim() < 2]
