@@ -12,13 +12,13 @@ sign test on that split; `--up-to` keeps the steps before a point (e.g. where on
 from __future__ import annotations
 
 import argparse
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from benchmarks.compare import sign_test
+from d2l_rag.training.logs import training_rows
 
-__all__ = ["PairedKL", "compare_logs", "read_log"]
+__all__ = ["PairedKL", "compare_logs"]
 
 
 @dataclass(frozen=True)
@@ -31,23 +31,6 @@ class PairedKL:
     mean_b: float
     lower_b: int  # steps where B was lower
     p: float
-
-
-def read_log(path: Path) -> dict[int, dict[str, float]]:
-    """step -> the training row logged at it (pool and eval rows have no `loss` and are left out)."""
-    rows: dict[int, dict[str, float]] = {}
-    for number, line in enumerate(path.read_text().splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise ValueError(f"{path}:{number} is not a JSON line: {err}") from None
-        if "loss" in row:
-            rows[int(row["step"])] = row
-    if not rows:
-        raise ValueError(f"{path} holds no training rows (lines with a 'loss')")
-    return rows
 
 
 def compare_logs(
@@ -98,7 +81,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--up-to", type=int, default=None, help="only steps up to this one")
     args = parser.parse_args(argv)
     try:
-        rows = compare_logs(read_log(args.a), read_log(args.b), args.up_to)
+        rows = compare_logs(training_rows(args.a), training_rows(args.b), args.up_to)
     except (OSError, ValueError) as err:
         parser.error(str(err))
     print(markdown(rows, str(args.a), str(args.b)))

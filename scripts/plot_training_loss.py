@@ -10,6 +10,8 @@ import argparse
 import json
 from pathlib import Path
 
+from d2l_rag.training.logs import training_rows
+
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CHECKPOINT = ROOT / "d2l_rag" / "checkpoints" / "smollm2-135m-instruct"
 
@@ -27,8 +29,7 @@ def stage_curves(checkpoint: Path, logs: Path) -> list[tuple[str, list[int], lis
         log = logs / f"stage_{stage['stage']}.jsonl"
         if not log.is_file():
             raise FileNotFoundError(f"no training log for stage {stage['stage']!r}: expected {log}")
-        rows = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
-        rows = [r for r in rows if "loss" in r and r["step"] <= stage["steps"]]
+        rows = [r for step, r in training_rows(log).items() if step <= stage["steps"]]
         cfg = json.loads((ROOT / stage["config"]).read_text())
         label = (
             f"{stage['stage']}: {cfg['min_doc_tokens']}-{cfg['max_doc_tokens']} tokens, "

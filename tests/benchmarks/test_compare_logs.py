@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.compare_logs import compare_logs, main, read_log
+from benchmarks.compare_logs import compare_logs, main
+from d2l_rag.training.logs import training_rows
 
 
 def _log(tmp_path: Path, name: str, rows: list[dict]) -> Path:
@@ -29,7 +30,7 @@ def _rows(offset: float, steps=range(20, 420, 20)) -> list[dict]:
 
 
 def test_a_run_lower_at_every_paired_step_is_found_despite_the_swings(tmp_path) -> None:
-    a, b = read_log(_log(tmp_path, "a.jsonl", _rows(0.0))), read_log(_log(tmp_path, "b.jsonl", _rows(-0.01)))
+    a, b = training_rows(_log(tmp_path, "a.jsonl", _rows(0.0))), training_rows(_log(tmp_path, "b.jsonl", _rows(-0.01)))
     rows = {r.key: r for r in compare_logs(a, b)}
     assert list(rows) == ["loss", "kl_facts", "kl_needle"]
     assert rows["loss"].steps == 20 and rows["loss"].lower_b == 20 and rows["loss"].p < 1e-5
@@ -40,20 +41,15 @@ def test_a_run_lower_at_every_paired_step_is_found_despite_the_swings(tmp_path) 
 
 
 def test_up_to_keeps_only_the_early_steps(tmp_path) -> None:
-    a, b = read_log(_log(tmp_path, "a.jsonl", _rows(0.0))), read_log(_log(tmp_path, "b.jsonl", _rows(0.01)))
+    a, b = training_rows(_log(tmp_path, "a.jsonl", _rows(0.0))), training_rows(_log(tmp_path, "b.jsonl", _rows(0.01)))
     assert compare_logs(a, b, up_to=100)[0].steps == 5
 
 
 def test_logs_that_cannot_pair_are_refused_by_name(tmp_path) -> None:
-    a = read_log(_log(tmp_path, "a.jsonl", _rows(0.0, steps=range(20, 100, 20))))
-    b = read_log(_log(tmp_path, "b.jsonl", _rows(0.0, steps=range(10, 100, 20))))
+    a = training_rows(_log(tmp_path, "a.jsonl", _rows(0.0, steps=range(20, 100, 20))))
+    b = training_rows(_log(tmp_path, "b.jsonl", _rows(0.0, steps=range(10, 100, 20))))
     with pytest.raises(ValueError, match="share no logged step"):
         compare_logs(a, b)
-    (tmp_path / "bad.jsonl").write_text('{"step": 20, "loss": 0.3}\n{"step": 40, "lo\n')
-    with pytest.raises(ValueError, match=r"bad.jsonl:2 is not a JSON line"):
-        read_log(tmp_path / "bad.jsonl")
-    with pytest.raises(ValueError, match="no training rows"):
-        read_log(_log(tmp_path, "pools.jsonl", _rows(0.0, steps=[])))
 
 
 def test_the_command_prints_a_table_and_names_a_missing_log(tmp_path, capsys) -> None:
