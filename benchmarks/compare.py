@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Paired", "compare_runs", "load_run", "markdown", "pooled", "sign_test"]
+__all__ = ["Paired", "compare_runs", "load_run", "markdown", "pooled", "same_questions", "sign_test"]
 
 
 @dataclass(frozen=True)
@@ -63,7 +63,7 @@ def load_run(path: Path) -> dict[str, Any]:
     return data
 
 
-def _same_questions(a: dict[str, Any], b: dict[str, Any], section: str) -> str | None:
+def same_questions(a: dict[str, Any], b: dict[str, Any], section: str) -> str | None:
     """Why the two runs did not ask the same questions of `section`, or None when they did."""
     sa, sb = a["settings"], b["settings"]
     if section in ("niah", "word_niah"):
@@ -91,7 +91,7 @@ def compare_runs(a: dict[str, Any], b: dict[str, Any], mode: str = "adapter") ->
         lengths = [k for k in lengths if table_a[k] and table_b[k]]  # None: in context beyond the window
         if not lengths:
             continue
-        reason = _same_questions(a, b, section)
+        reason = same_questions(a, b, section)
         if reason:
             skipped.append(reason)
             continue
