@@ -46,10 +46,9 @@ def warm_start(network: Hypernetwork, trained: Hypernetwork, copy_noise: float =
         for field in type(new_cfg).model_fields
         if field not in GROWABLE and getattr(old_cfg, field) != getattr(new_cfg, field)
     ]
-    if new_cfg.num_blocks < old_cfg.num_blocks:
-        diffs.append(f"num_blocks: checkpoint {old_cfg.num_blocks}, config {new_cfg.num_blocks}, fewer")
-    if new_cfg.num_rereads < old_cfg.num_rereads:
-        diffs.append(f"num_rereads: checkpoint {old_cfg.num_rereads}, config {new_cfg.num_rereads}, fewer")
+    for field in ("num_blocks", "num_rereads"):  # blocks can be added, not taken away
+        if getattr(new_cfg, field) < getattr(old_cfg, field):
+            diffs.append(f"{field}: checkpoint {getattr(old_cfg, field)}, config {getattr(new_cfg, field)}, fewer")
     if new_cfg.rank % old_cfg.rank:
         diffs.append(f"rank: checkpoint {old_cfg.rank}, config {new_cfg.rank}, not a multiple of it")
     missing = [t for t in old_cfg.target_modules if t not in new_cfg.target_modules]
