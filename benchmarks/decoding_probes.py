@@ -144,7 +144,7 @@ def run(
 ) -> dict[str, Any]:
     from benchmarks.subject import require_checkpoint
     from d2l_rag.model import load_base_model, load_checkpoint
-    from d2l_rag.training.evaluate import _score_modes, answer_contains
+    from d2l_rag.training.evaluate import answer_contains, score_modes
 
     facts = load_facts_set(facts_set_path)
     lengths = sorted(facts)
@@ -166,7 +166,7 @@ def run(
     with torch.no_grad():
         for length in lengths:
             examples = list(facts[length][:n])
-            scored = _score_modes(lm, builder, decoder, examples, ("adapter",), answer_contains, batch_size)  # type: ignore[arg-type]
+            scored = score_modes(lm, builder, decoder, examples, ("adapter",), answer_contains, batch_size)  # type: ignore[arg-type]
             by_length[str(length)] = scored["adapter"]
             print(f"{length} tokens: {sum(by_length[str(length)]['right'])}/{n}", flush=True)
     return {

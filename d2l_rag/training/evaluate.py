@@ -31,6 +31,7 @@ __all__ = [
     "facts_examples",
     "magic_number_correct",
     "niah_eval",
+    "score_modes",
 ]
 
 MODES = ("adapter", "in_context", "no_document")
@@ -38,7 +39,7 @@ FACTS_SEED = 4321  # facts_eval draws its examples of each length with random.Ra
 Scorer = Callable[[str, str], bool]
 
 
-def _score_modes(
+def score_modes(
     lm: FrozenLM,
     builder: AdapterBuilder | None,
     generator: Generator,
@@ -47,7 +48,9 @@ def _score_modes(
     score: Scorer,
     batch_size: int,
 ) -> dict[str, dict[str, object] | None]:
-    """Accuracy of each mode on `examples` (None where in-context does not fit the window)."""
+    """Accuracy of each mode on `examples` (None where in-context does not fit the window). Of `builder` and
+    `generator` only `build`, `answer_batch` and `config` are used: benchmarks.decoding_probes passes stand-ins
+    that build and answer with groups of adapters."""
     count = token_counter(lm)
     is_rare = tokenizer_rarity(lm.tokenizer)
     lexicons = {id(ex): DocumentLexicon.from_texts([ex.document], is_rare) for ex in examples}  # once for every mode
@@ -129,7 +132,7 @@ def _eval_by_length(
     results: dict[str, dict[str, object]] = {m: {} for m in modes}
     for length in lengths:
         examples = make_examples(random.Random(seed + length), length)
-        for mode, result in _score_modes(lm, builder, generator, examples, modes, score, batch_size).items():
+        for mode, result in score_modes(lm, builder, generator, examples, modes, score, batch_size).items():
             results[mode][str(length)] = result
     return results
 

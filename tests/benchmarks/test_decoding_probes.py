@@ -100,3 +100,35 @@ def test_the_report_has_a_row_a_length_with_right_and_grounded_counts():
     }
     report = markdown(data)
     assert "views, k 3" in report and "| 256 | 1/2 | 2/2 |" in report.splitlines()
+
+
+@pytest.mark.parametrize(("method", "width"), [("views", 2), ("contrast", 2)])
+def test_a_run_pairs_with_a_niah_run_on_the_same_saved_set(
+    monkeypatch, tmp_path, tiny_lm, tiny_hypernet, method, width
+):
+    import benchmarks.subject
+    import d2l_rag.model
+    from benchmarks.compare import load_run, same_questions
+    from benchmarks.facts_set import DEFAULT_FACTS_SET
+
+    monkeypatch.setattr(d2l_rag.model, "load_base_model", lambda model: tiny_lm)
+    monkeypatch.setattr(d2l_rag.model, "load_checkpoint", lambda found, lm: tiny_hypernet)
+    monkeypatch.setattr(benchmarks.subject, "require_checkpoint", lambda lm, checkpoint: "tiny")
+    groups = []
+    monkeypatch.setattr(GroupDecoder, "answer_batch", _recording(GroupDecoder.answer_batch, groups))
+    main([method, "--n", "2", "--k", str(width), "--out", str(tmp_path)])
+    run = load_run(tmp_path / "niah.json")
+    assert sorted(run["facts"]["adapter"]) == ["1024", "256"]
+    assert all(len(result["right"]) == result["n"] == 2 for result in run["facts"]["adapter"].values())
+    assert {len(group) for batch in groups for group in batch} == {width}
+    plain = {"niah": {}, "facts": {}, "settings": {**run["settings"], "decoding": None}}
+    assert same_questions(plain, run, "facts") is None
+    assert run["settings"]["facts_set"]["path"] == str(DEFAULT_FACTS_SET)
+
+
+def _recording(answer_batch, groups):
+    def record(self, questions, adapters, contexts=None, config=None):
+        groups.append(adapters)
+        return answer_batch(self, questions, adapters, contexts, config)
+
+    return record
