@@ -37,6 +37,7 @@ from d2l_rag.adapters.builder import AdapterBuilder
 from d2l_rag.adapters.document_adapter import DocumentAdapter
 from d2l_rag.config import GenerationConfig
 from d2l_rag.generation import Answer, Generator
+from d2l_rag.model.base import FrozenLM
 
 __all__ = ["GroupDecoder", "contrast", "markdown", "mean_of_group", "paragraph_orderings", "run"]
 
@@ -92,7 +93,7 @@ class _GroupScores(LogitsProcessor):
 class GroupDecoder(Generator):
     """A `Generator` whose adapters are groups (one row each, None = the bare model) answering one question."""
 
-    def __init__(self, lm: Any, combine: Combine, config: GenerationConfig | None = None) -> None:
+    def __init__(self, lm: FrozenLM, combine: Combine, config: GenerationConfig | None = None) -> None:
         super().__init__(lm, config)
         if self.config.num_beams != 1 or self.config.do_sample:
             raise ValueError("group decoding is greedy: num_beams 1, no sampling")
