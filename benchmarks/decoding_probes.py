@@ -116,13 +116,8 @@ class GroupDecoder(Generator):
                 logits_processor=LogitsProcessorList([_GroupScores(size, self.combine)]),
                 **self._generate_kwargs(self.config),
             )
-        seconds, pad = time.perf_counter() - start, self.lm.tokenizer.pad_token_id
-        answers = []
-        for i in range(len(questions)):
-            tokens = [t for t in out[i * size, ids.shape[1] :].tolist() if t != pad]
-            text = self.lm.tokenizer.decode(tokens, skip_special_tokens=True).strip()
-            answers.append(Answer(text, len(prompts[i * size]), len(tokens), seconds))
-        return answers
+        # every row of a group holds the same answer: its first row's
+        return self.decoded(out[::size, ids.shape[1] :], prompts[::size], time.perf_counter() - start)
 
 
 class _GroupBuilder:

@@ -163,13 +163,15 @@ class Generator:
         start = time.perf_counter()
         with self.adapter_context(adapters, config.num_beams):
             out = self.lm.model.generate(input_ids=ids, attention_mask=mask, **self._generate_kwargs(config))
-        seconds = time.perf_counter() - start
-        new = out[:, ids.shape[1] :]
+        return self.decoded(out[:, ids.shape[1] :], prompts, time.perf_counter() - start)
+
+    def decoded(self, new: torch.Tensor, prompts: Sequence[list[int]], seconds: float) -> list[Answer]:
+        """One `Answer` a row of `new` (the generated tokens, padding dropped) for the prompt of that row."""
         answers = []
-        for i, p in enumerate(prompts):
-            tokens = [t for t in new[i].tolist() if t != self.lm.tokenizer.pad_token_id]
+        for row, prompt in zip(new.tolist(), prompts, strict=True):
+            tokens = [t for t in row if t != self.lm.tokenizer.pad_token_id]
             text = self.lm.tokenizer.decode(tokens, skip_special_tokens=True).strip()
-            answers.append(Answer(text=text, prompt_tokens=len(p), completion_tokens=len(tokens), seconds=seconds))
+            answers.append(Answer(text=text, prompt_tokens=len(prompt), completion_tokens=len(tokens), seconds=seconds))
         return answers
 
     def answer(
