@@ -26,6 +26,7 @@ __all__ = [
     "binned_token_kl",
     "kl_on_answers",
     "pack_with_answers",
+    "sharpen_targets",
     "stack_teacher_top_k",
     "teacher_top_k",
     "token_kl",
@@ -130,6 +131,21 @@ def binned_token_kl(
     s_tail = _rest_logprob(s, top_ids)
     top = (top_logprobs.exp() * (top_logprobs - s_top)).sum(-1)
     return top + tail_logprob.exp() * (tail_logprob - s_tail)
+
+
+def sharpen_targets(
+    top_logprobs: torch.Tensor, tail_logprob: torch.Tensor, temperature: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Held targets at a temperature: p ** (1 / temperature) over the k + 1 outcomes of `binned_token_kl`,
+    renormalised, so a temperature < 1 puts more of the target on the teacher's likeliest tokens (a value's exact
+    digits) than the student's blur of them. Padded positions stay padded; temperature 1 returns them unchanged."""
+    if temperature == 1.0:
+        return top_logprobs, tail_logprob
+    joint = (torch.cat([top_logprobs, tail_logprob[..., None]], -1) / temperature).log_softmax(-1)
+    padded = top_logprobs <= PAD_LOGPROB
+    top = torch.where(padded, PAD_LOGPROB, joint[..., :-1])
+    tail = torch.where(tail_logprob <= PAD_LOGPROB, PAD_LOGPROB, joint[..., -1])
+    return top, tail
 
 
 def _rest_logprob(logprobs: torch.Tensor, top_ids: torch.Tensor) -> torch.Tensor:

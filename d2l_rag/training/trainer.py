@@ -42,6 +42,7 @@ from d2l_rag.training.objective import (
     answer_logits,
     binned_token_kl,
     pack_with_answers,
+    sharpen_targets,
     stack_teacher_top_k,
     token_kl,
 )
@@ -191,13 +192,18 @@ class Trainer:
                 teacher_logits = answer_logits(lm.model, teacher)
         with apply_lora(lm.model, stack_for_batch(per_doc), scale=cfg.hypernet.lora_scale):
             student_logits = answer_logits(lm.model, student)
+        temperature = cfg.teacher_temperature
         if pool_holds_teacher:  # no forward over the documents at this step
-            kl = binned_token_kl(*stack_teacher_top_k(targets, student_logits.shape[1], device), student_logits)
+            top_ids, top_logprobs, tails = stack_teacher_top_k(targets, student_logits.shape[1], device)
+            kl = binned_token_kl(top_ids, top_logprobs, tails, student_logits)
+            sharp = sharpen_targets(top_logprobs, tails, temperature)
+            train_kl = kl if temperature == 1.0 else binned_token_kl(top_ids, *sharp, student_logits)
         else:
             kl = token_kl(teacher_logits, student_logits)
-        kl = kl * student.answer_mask  # (B, A)
+            train_kl = kl if temperature == 1.0 else token_kl(teacher_logits / temperature, student_logits)
+        kl = kl * student.answer_mask  # (B, A): the KL at temperature 1, logged
         row_kl = kl.detach()
-        loss = kl.sum() / student.answer_mask.sum().clamp_min(1)
+        loss = (train_kl * student.answer_mask).sum() / student.answer_mask.sum().clamp_min(1)
         info: dict[str, float | torch.Tensor] = {"chunks": float(len(chunks)), "max_chunks_doc": float(max(counts))}
         info["grad_chunks"] = float(sum(with_grad))
         # the loss of each data kind, to see which one is being learned; left on the device (read after the step)

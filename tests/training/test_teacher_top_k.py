@@ -13,6 +13,7 @@ from d2l_rag.training.objective import (
     answer_logits,
     binned_token_kl,
     pack_with_answers,
+    sharpen_targets,
     stack_teacher_top_k,
     teacher_top_k,
     token_kl,
@@ -64,6 +65,24 @@ def test_positions_past_an_answer_cost_nothing_and_give_finite_gradients() -> No
     assert torch.isfinite(student.grad).all() and student.grad[1, 1:].abs().max() == 0
 
 
+def test_sharpened_targets_are_the_full_softmax_at_that_temperature_when_k_covers_the_vocabulary() -> None:
+    teacher, student = _logits(3, 5, 40, seed=6), _logits(3, 5, 40, seed=7)
+    ids, logprobs, tails = _held(teacher, 40, [5, 5, 5])
+    assert sharpen_targets(logprobs, tails, 1.0) == (logprobs, tails)
+    sharp = binned_token_kl(ids, *sharpen_targets(logprobs, tails, 0.5), student)
+    torch.testing.assert_close(sharp, token_kl(teacher / 0.5, student), atol=1e-5, rtol=1e-5)
+
+
+def test_sharpening_puts_more_of_the_target_on_the_top_token_and_keeps_padding() -> None:
+    ids, logprobs, tails = _held(_logits(2, 4, 30, seed=8), 3, [4, 1])
+    top, tail = sharpen_targets(logprobs, tails, 0.5)
+    total = torch.cat([top, tail[..., None]], -1).logsumexp(-1)
+    torch.testing.assert_close(total[0], torch.zeros(4), atol=1e-5, rtol=0)
+    assert (top[0, :, 0] > logprobs[0, :, 0]).all()
+    assert (top[1, 1:] == logprobs[1, 1:]).all() and (tail[1, 1:] == tails[1, 1:]).all()
+    assert binned_token_kl(ids, top, tail, _logits(2, 4, 30, seed=9))[1, 1:].abs().max() < 1e-6
+
+
 def test_answer_targets_are_the_teachers_distribution_on_each_answer(lm) -> None:
     pool = _pool(lm, n=5)
     prompts, answers = [i.teacher_prompt for i in pool], [i.answer for i in pool]
@@ -91,6 +110,25 @@ def test_a_step_on_held_targets_matches_the_teachers_forward_when_k_covers_the_v
             binned, info = trainer.loss_on(held, random.Random(2))
         assert binned.item() == pytest.approx(exact.item(), rel=1e-4) if close else binned.item() < exact.item()
         assert info["kl_needle"] == pytest.approx(binned.item(), rel=1e-5)
+
+
+def test_a_step_at_a_temperature_trains_on_sharper_targets_and_logs_the_kl_at_temperature_one(lm, tmp_path) -> None:
+    pool = _pool(lm)
+    held = _held_pool(lm, pool, 3)
+    losses, logged = {}, {}
+    for temperature in (1.0, 0.5):
+        trainer = Trainer(
+            _config(tmp_path / str(temperature), steps=1).model_copy(update={"teacher_temperature": temperature}), lm=lm
+        )
+        with torch.no_grad():
+            trainer.accelerator.unwrap_model(trainer.net).out_scale.fill_(0.5)
+            for name, items in (("full", pool), ("held", held)):
+                loss, info = trainer.loss_on(items, random.Random(2))
+                losses[temperature, name], logged[temperature, name] = loss.item(), info["kl_needle"]
+    for name in ("full", "held"):
+        assert losses[0.5, name] != pytest.approx(losses[1.0, name], rel=1e-3)
+        assert logged[0.5, name] == pytest.approx(logged[1.0, name], rel=1e-5)
+        assert logged[1.0, name] == pytest.approx(losses[1.0, name], rel=1e-5)
 
 
 def test_a_pool_holds_the_targets_when_the_config_asks(lm) -> None:
