@@ -1,12 +1,17 @@
-"""Two training runs on the same data, compared step by step: did a change of network lower the KL?
+"""Two training runs on the same data, compared step by step: did a change of network lower the KL, or get more
+answers right?
 
     python -m benchmarks.compare_logs docs/training_logs/stage_r5_batch64.jsonl R6/log.jsonl
 
 Runs with the same seed, batch size and pool settings draw the same pools and train on the same examples at every
 step (the pool's seed and a step's draw depend on the seed and the step only), so their logged KLs pair up step by
 step, and the data's own noise, which dwarfs a small gain at any one step, cancels in the pairing. Per kind of data
-(`loss`, `kl_facts`, ...): the mean over the steps both logged, how many of those steps B was lower, and the exact
-sign test on that split; `--up-to` keeps the steps before a point (e.g. where one run began to anneal).
+(`loss`, `kl_facts`, ...) and per kind of greedy agreement (`top1_facts`, the share of answer tokens the student's
+likeliest token gets right; `exact_facts`, the share of whole answers): the mean over the steps both logged, how many
+of those steps B was better (lower KL, higher agreement), and the exact sign test on that split; `--up-to` keeps the
+steps before a point (e.g. where one run began to anneal). A run that trains at a `teacher_temperature` other than 1
+moves its student away from the teacher's own distribution on purpose, so its KL (logged at temperature 1) rises
+whether or not it gets more answers right: compare such runs by their agreement.
 """
 
 from __future__ import annotations
@@ -18,57 +23,54 @@ from pathlib import Path
 from benchmarks.compare import sign_test
 from d2l_rag.training.logs import training_rows
 
-__all__ = ["PairedKL", "compare_logs"]
+__all__ = ["PairedLog", "compare_logs"]
+
+HIGHER_IS_BETTER = ("top1_", "exact_")  # the greedy agreement a step logs per kind; loss and KLs are better lower
 
 
 @dataclass(frozen=True)
-class PairedKL:
+class PairedLog:
     """One logged quantity over the steps both runs logged it."""
 
     key: str
     steps: int
     mean_a: float
     mean_b: float
-    lower_b: int  # steps where B was lower
+    better_b: int  # steps where B was better: lower, or higher for the agreement keys
     p: float
 
 
 def compare_logs(
     a: dict[int, dict[str, float]], b: dict[int, dict[str, float]], up_to: int | None = None
-) -> list[PairedKL]:
-    """The loss and every per-kind KL both runs logged, paired over the steps both logged (up to `up_to`)."""
+) -> list[PairedLog]:
+    """The loss, every per-kind KL and agreement both runs logged, paired over the steps both logged (up to
+    `up_to`)."""
     steps = sorted(s for s in a.keys() & b.keys() if up_to is None or s <= up_to)
     if not steps:
         raise ValueError("the two logs share no logged step: were they run with the same log_every?")
     # a kind missing from a step's batch is missing from its row: take every kind some paired step has
-    keys = ["loss", *sorted({k for s in steps for k in a[s].keys() & b[s].keys() if k.startswith("kl_")})]
+    logged = sorted({k for s in steps for k in a[s].keys() & b[s].keys()})
+    keys = ["loss", *(k for prefix in ("kl_", *HIGHER_IS_BETTER) for k in logged if k.startswith(prefix))]
     out = []
     for key in keys:
         pairs = [(a[s][key], b[s][key]) for s in steps if key in a[s] and key in b[s]]
-        lower_b = sum(y < x for x, y in pairs)
-        lower_a = sum(x < y for x, y in pairs)
-        out.append(
-            PairedKL(
-                key,
-                len(pairs),
-                sum(x for x, _ in pairs) / len(pairs),
-                sum(y for _, y in pairs) / len(pairs),
-                lower_b,
-                sign_test(lower_a, lower_b),
-            )
-        )
+        higher = key.startswith(HIGHER_IS_BETTER)
+        better_b = sum(y > x if higher else y < x for x, y in pairs)
+        better_a = sum(x > y if higher else x < y for x, y in pairs)
+        mean_a, mean_b = (sum(side) / len(pairs) for side in zip(*pairs, strict=True))
+        out.append(PairedLog(key, len(pairs), mean_a, mean_b, better_b, sign_test(better_a, better_b)))
     return out
 
 
-def markdown(rows: list[PairedKL], name_a: str, name_b: str) -> str:
+def markdown(rows: list[PairedLog], name_a: str, name_b: str) -> str:
     lines = [
         f"A = {name_a}, B = {name_b}",
         "",
-        "| logged | steps | A mean | B mean | B lower at | p (sign test) |",
+        "| logged | steps | A mean | B mean | B better at | p (sign test) |",
         "|---|---|---|---|---|---|",
     ]
     lines += [
-        f"| {r.key} | {r.steps} | {r.mean_a:.4f} | {r.mean_b:.4f} | {r.lower_b} of {r.steps} | {r.p:.3f} |"
+        f"| {r.key} | {r.steps} | {r.mean_a:.4f} | {r.mean_b:.4f} | {r.better_b} of {r.steps} | {r.p:.3f} |"
         for r in rows
     ]
     return "\n".join(lines)

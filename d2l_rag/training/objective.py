@@ -22,6 +22,7 @@ from d2l_rag.model.device_copy import to_device
 __all__ = [
     "PackedAnswers",
     "TeacherTopK",
+    "answer_hits",
     "answer_logits",
     "binned_token_kl",
     "kl_on_answers",
@@ -69,6 +70,15 @@ def answer_logits(model: nn.Module, packed: PackedAnswers) -> torch.Tensor:
     hidden = backbone(input_ids=packed.ids, attention_mask=packed.mask, use_cache=False).last_hidden_state
     picked = hidden.gather(1, packed.positions[..., None].expand(-1, -1, hidden.shape[-1]))  # (B, A, H)
     return model.lm_head(picked).float()
+
+
+def answer_hits(student_logits: torch.Tensor, packed: PackedAnswers) -> torch.Tensor:
+    """1 where the student's likeliest token is the answer's token, else 0: (B, A), 0 past a row's answer.
+
+    The answer is the teacher's greedy one, so a row hit at every token is one greedy decoding reproduces word for
+    word: what the ship test counts, which the KL at any temperature only tracks from afar."""
+    answer_ids = packed.ids.gather(1, packed.positions + 1)
+    return (student_logits.argmax(-1) == answer_ids).float() * packed.answer_mask
 
 
 def token_kl(teacher_logits: torch.Tensor, student_logits: torch.Tensor) -> torch.Tensor:

@@ -39,6 +39,7 @@ from d2l_rag.training.chunk_sampling import choose_grad_chunks, split_into_chunk
 from d2l_rag.training.config import TrainConfig
 from d2l_rag.training.examples import QAExample
 from d2l_rag.training.objective import (
+    answer_hits,
     answer_logits,
     binned_token_kl,
     pack_with_answers,
@@ -212,6 +213,15 @@ class Trainer:
         kl_sums = row_kl.new_zeros(len(kinds)).index_add_(0, kind_of_row, row_kl.sum(1))
         token_counts = row_kl.new_zeros(len(kinds)).index_add_(0, kind_of_row, student.answer_mask.sum(1))
         info |= {f"kl_{kind}": kl for kind, kl in zip(kinds, kl_sums / token_counts.clamp_min(1), strict=True)}
+        # greedy agreement, blind to the temperature the loss trains at: the share of answer tokens whose likeliest
+        # token is the answer's, and of answers right at every token (what greedy decoding gets right)
+        hits = answer_hits(student_logits.detach(), student)
+        hit_sums = hits.new_zeros(len(kinds)).index_add_(0, kind_of_row, hits.sum(1))
+        whole = (hits.sum(1) == student.answer_mask.sum(1)).float()
+        row_counts = whole.new_zeros(len(kinds)).index_add_(0, kind_of_row, torch.ones_like(whole))
+        whole_sums = whole.new_zeros(len(kinds)).index_add_(0, kind_of_row, whole)
+        info |= {f"top1_{kind}": v for kind, v in zip(kinds, hit_sums / token_counts.clamp_min(1), strict=True)}
+        info |= {f"exact_{kind}": v for kind, v in zip(kinds, whole_sums / row_counts, strict=True)}
         return loss, info
 
     def _chunk_loras(self, chunks: list[list[int]], with_grad: list[bool]) -> ChunkLoras:

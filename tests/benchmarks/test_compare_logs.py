@@ -33,11 +33,11 @@ def test_a_run_lower_at_every_paired_step_is_found_despite_the_swings(tmp_path) 
     a, b = training_rows(_log(tmp_path, "a.jsonl", _rows(0.0))), training_rows(_log(tmp_path, "b.jsonl", _rows(-0.01)))
     rows = {r.key: r for r in compare_logs(a, b)}
     assert list(rows) == ["loss", "kl_facts", "kl_needle"]
-    assert rows["loss"].steps == 20 and rows["loss"].lower_b == 20 and rows["loss"].p < 1e-5
+    assert rows["loss"].steps == 20 and rows["loss"].better_b == 20 and rows["loss"].p < 1e-5
     assert rows["kl_facts"].mean_a - rows["kl_facts"].mean_b == pytest.approx(0.02)
     assert rows["kl_needle"].steps == 10  # a kind is paired only where both logged it
     same = {r.key: r for r in compare_logs(a, a)}
-    assert same["loss"].lower_b == 0 and same["loss"].p == 1.0
+    assert same["loss"].better_b == 0 and same["loss"].p == 1.0
 
 
 def test_up_to_keeps_only_the_early_steps(tmp_path) -> None:
@@ -59,3 +59,16 @@ def test_the_command_prints_a_table_and_names_a_missing_log(tmp_path, capsys) ->
     with pytest.raises(SystemExit):
         main([str(tmp_path / "a.jsonl"), str(tmp_path / "missing.jsonl")])
     assert "missing.jsonl" in capsys.readouterr().err
+
+
+def test_agreement_counts_as_better_when_higher_and_comes_after_the_kls(tmp_path) -> None:
+    def with_agreement(rows: list[dict], shift: float) -> list[dict]:
+        return [r | {"top1_facts": 0.6 + shift, "exact_facts": 0.3 + shift} if "loss" in r else r for r in rows]
+
+    a = training_rows(_log(tmp_path, "a.jsonl", with_agreement(_rows(0.0), 0.0)))
+    b = training_rows(_log(tmp_path, "b.jsonl", with_agreement(_rows(0.01), 0.05)))  # higher KL, more answers right
+    rows = {r.key: r for r in compare_logs(a, b)}
+    assert list(rows) == ["loss", "kl_facts", "kl_needle", "top1_facts", "exact_facts"]
+    assert rows["kl_facts"].better_b == 0 and rows["top1_facts"].better_b == 20
+    assert rows["exact_facts"].mean_b - rows["exact_facts"].mean_a == pytest.approx(0.05)
+    assert rows["top1_facts"].p < 1e-5

@@ -10,6 +10,7 @@ import torch
 from d2l_rag.testing import tiny_llama
 from d2l_rag.training.config import DataMix, TrainConfig
 from d2l_rag.training.objective import (
+    answer_hits,
     answer_logits,
     binned_token_kl,
     pack_with_answers,
@@ -39,6 +40,14 @@ def _held(teacher: torch.Tensor, k: int, lengths: list[int]) -> tuple[torch.Tens
     for b, n in enumerate(lengths):
         mask[b, :n] = 1
     return stack_teacher_top_k(teacher_top_k(teacher, mask, k), teacher.shape[1], torch.device("cpu"))
+
+
+def test_answer_hits_mark_the_tokens_whose_likeliest_is_the_answers_and_nothing_past_an_answer() -> None:
+    packed = pack_with_answers([[5, 6], [7]], [[1, 2, 3], [4]], pad_id=0, device=torch.device("cpu"))
+    logits = torch.zeros(2, 3, 10)
+    for b, j, token in ((0, 0, 1), (0, 1, 9), (0, 2, 3), (1, 0, 4), (1, 1, 0), (1, 2, 0)):
+        logits[b, j, token] = 1.0  # row 0 right at answer tokens 0 and 2; row 1 right at its one token
+    torch.testing.assert_close(answer_hits(logits, packed), torch.tensor([[1.0, 0.0, 1.0], [1.0, 0.0, 0.0]]))
 
 
 def test_binned_kl_is_the_full_kl_when_k_covers_the_vocabulary() -> None:
@@ -124,11 +133,13 @@ def test_a_step_at_a_temperature_trains_on_sharper_targets_and_logs_the_kl_at_te
             trainer.accelerator.unwrap_model(trainer.net).out_scale.fill_(0.5)
             for name, items in (("full", pool), ("held", held)):
                 loss, info = trainer.loss_on(items, random.Random(2))
-                losses[temperature, name], logged[temperature, name] = loss.item(), info["kl_needle"]
+                losses[temperature, name] = loss.item()
+                logged[temperature, name] = tuple(float(info[f"{k}_needle"]) for k in ("kl", "top1", "exact"))
     for name in ("full", "held"):
         assert losses[0.5, name] != pytest.approx(losses[1.0, name], rel=1e-3)
-        assert logged[0.5, name] == pytest.approx(logged[1.0, name], rel=1e-5)
-        assert logged[1.0, name] == pytest.approx(losses[1.0, name], rel=1e-5)
+        assert logged[0.5, name] == pytest.approx(logged[1.0, name], rel=1e-5)  # the KL and the greedy agreement
+        assert all(0.0 <= share <= 1.0 for share in logged[1.0, name][1:])
+        assert logged[1.0, name][0] == pytest.approx(losses[1.0, name], rel=1e-5)
 
 
 def test_a_pool_holds_the_targets_when_the_config_asks(lm) -> None:
