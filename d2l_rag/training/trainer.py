@@ -210,18 +210,23 @@ class Trainer:
         # the loss of each data kind, to see which one is being learned; left on the device (read after the step)
         kinds = sorted({item.example.kind for item in items})
         kind_of_row = to_device(torch.tensor([kinds.index(item.example.kind) for item in items]), device)
-        kl_sums = row_kl.new_zeros(len(kinds)).index_add_(0, kind_of_row, row_kl.sum(1))
-        token_counts = row_kl.new_zeros(len(kinds)).index_add_(0, kind_of_row, student.answer_mask.sum(1))
-        info |= {f"kl_{kind}": kl for kind, kl in zip(kinds, kl_sums / token_counts.clamp_min(1), strict=True)}
+        answer_lengths = student.answer_mask.sum(1)  # (B,)
+
+        def per_kind(row_values: torch.Tensor) -> torch.Tensor:
+            """(B,) values of the rows summed per kind: (len(kinds),)."""
+            return row_values.new_zeros(len(kinds)).index_add_(0, kind_of_row, row_values)
+
+        token_counts = per_kind(answer_lengths).clamp_min(1)
         # greedy agreement, blind to the temperature the loss trains at: the share of answer tokens whose likeliest
         # token is the answer's, and of answers right at every token (what greedy decoding gets right)
-        hits = answer_hits(student_logits.detach(), student)
-        hit_sums = hits.new_zeros(len(kinds)).index_add_(0, kind_of_row, hits.sum(1))
-        whole = (hits.sum(1) == student.answer_mask.sum(1)).float()
-        row_counts = whole.new_zeros(len(kinds)).index_add_(0, kind_of_row, torch.ones_like(whole))
-        whole_sums = whole.new_zeros(len(kinds)).index_add_(0, kind_of_row, whole)
-        info |= {f"top1_{kind}": v for kind, v in zip(kinds, hit_sums / token_counts.clamp_min(1), strict=True)}
-        info |= {f"exact_{kind}": v for kind, v in zip(kinds, whole_sums / row_counts, strict=True)}
+        hits = answer_hits(student_logits.detach(), student).sum(1)
+        whole = (hits == answer_lengths).float()
+        means = {
+            "kl": per_kind(row_kl.sum(1)) / token_counts,
+            "top1": per_kind(hits) / token_counts,
+            "exact": per_kind(whole) / per_kind(torch.ones_like(whole)),
+        }
+        info |= {f"{name}_{kind}": v for name, values in means.items() for kind, v in zip(kinds, values, strict=True)}
         return loss, info
 
     def _chunk_loras(self, chunks: list[list[int]], with_grad: list[bool]) -> ChunkLoras:
