@@ -8,10 +8,14 @@ step (the pool's seed and a step's draw depend on the seed and the step only), s
 step, and the data's own noise, which dwarfs a small gain at any one step, cancels in the pairing. Per kind of data
 (`loss`, `kl_facts`, ...) and per kind of greedy agreement (`top1_facts`, the share of answer tokens the student's
 likeliest token gets right; `exact_facts`, the share of whole answers): the mean over the steps both logged, how many
-of those steps B was better (lower KL, higher agreement), and the exact sign test on that split; `--up-to` keeps the
-steps before a point (e.g. where one run began to anneal). A run that trains at a `teacher_temperature` other than 1
-moves its student away from the teacher's own distribution on purpose, so its KL (logged at temperature 1) rises
-whether or not it gets more answers right: compare such runs by their agreement.
+of those steps each run was better (lower KL, higher agreement; the rest are ties), and the exact sign test on that
+split; `--up-to` keeps the steps before a point (e.g. where one run began to anneal), `--from` the steps after one.
+A pool is drawn again every `pool_refresh_steps`; within a pool the same examples come back (~5 times over 400 steps
+of batch 64 from ~4700 kept), so agreement climbs there on examples the student has already trained on: the steps
+just after a refresh (e.g. `--from 401 --up-to 472`, about one pass) show a change on examples it has not seen. A
+run that trains at a `teacher_temperature` other than 1 moves its student away from the teacher's own distribution
+on purpose, so its KL (logged at temperature 1) rises whether or not it gets more answers right: compare such runs
+by their agreement.
 """
 
 from __future__ import annotations
@@ -37,17 +41,26 @@ class PairedLog:
     mean_a: float
     mean_b: float
     better_b: int  # steps where B was better: lower, or higher for the agreement keys
+    better_a: int  # steps where A was better; the other steps are ties
     p: float
 
 
 def compare_logs(
-    a: dict[int, dict[str, float]], b: dict[int, dict[str, float]], up_to: int | None = None
+    a: dict[int, dict[str, float]],
+    b: dict[int, dict[str, float]],
+    up_to: int | None = None,
+    since: int | None = None,
 ) -> list[PairedLog]:
-    """The loss, every per-kind KL and agreement both runs logged, paired over the steps both logged (up to
-    `up_to`)."""
-    steps = sorted(s for s in a.keys() & b.keys() if up_to is None or s <= up_to)
-    if not steps:
+    """The loss, every per-kind KL and agreement both runs logged, paired over the steps both logged (from
+    `since`, up to `up_to`)."""
+    shared = a.keys() & b.keys()
+    if not shared:
         raise ValueError("the two logs share no logged step: were they run with the same log_every?")
+    steps = sorted(s for s in shared if (up_to is None or s <= up_to) and (since is None or s >= since))
+    if not steps:
+        raise ValueError(
+            f"no step both logged lies between {since} and {up_to}: they share steps {min(shared)}-{max(shared)}"
+        )
     # a kind missing from a step's batch is missing from its row: take every kind some paired step has
     logged = sorted({k for s in steps for k in a[s].keys() & b[s].keys()})
     keys = ["loss", *(k for prefix in ("kl_", *HIGHER_IS_BETTER) for k in logged if k.startswith(prefix))]
@@ -58,7 +71,7 @@ def compare_logs(
         better_b = sum(y > x if higher else y < x for x, y in pairs)
         better_a = sum(x > y if higher else x < y for x, y in pairs)
         mean_a, mean_b = (sum(side) / len(pairs) for side in zip(*pairs, strict=True))
-        out.append(PairedLog(key, len(pairs), mean_a, mean_b, better_b, sign_test(better_a, better_b)))
+        out.append(PairedLog(key, len(pairs), mean_a, mean_b, better_b, better_a, sign_test(better_a, better_b)))
     return out
 
 
@@ -66,13 +79,12 @@ def markdown(rows: list[PairedLog], name_a: str, name_b: str) -> str:
     lines = [
         f"A = {name_a}, B = {name_b}",
         "",
-        "| logged | steps | A mean | B mean | B better at | p (sign test) |",
-        "|---|---|---|---|---|---|",
+        "| logged | steps | A mean | B mean | B better at | A better at | p (sign test) |",
+        "|---|---|---|---|---|---|---|",
     ]
-    lines += [
-        f"| {r.key} | {r.steps} | {r.mean_a:.4f} | {r.mean_b:.4f} | {r.better_b} of {r.steps} | {r.p:.3f} |"
-        for r in rows
-    ]
+    for r in rows:
+        means = f"{r.mean_a:.4f} | {r.mean_b:.4f}"
+        lines.append(f"| {r.key} | {r.steps} | {means} | {r.better_b} of {r.steps} | {r.better_a} | {r.p:.3f} |")
     return "\n".join(lines)
 
 
@@ -81,9 +93,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("a", type=Path, help="log.jsonl of the first run")
     parser.add_argument("b", type=Path, help="log.jsonl of the second run (same seed and data settings)")
     parser.add_argument("--up-to", type=int, default=None, help="only steps up to this one")
+    parser.add_argument("--from", dest="since", type=int, default=None, help="only steps from this one on")
     args = parser.parse_args(argv)
     try:
-        rows = compare_logs(training_rows(args.a), training_rows(args.b), args.up_to)
+        rows = compare_logs(training_rows(args.a), training_rows(args.b), args.up_to, args.since)
     except (OSError, ValueError) as err:
         parser.error(str(err))
     print(markdown(rows, str(args.a), str(args.b)))

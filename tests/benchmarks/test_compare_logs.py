@@ -37,12 +37,16 @@ def test_a_run_lower_at_every_paired_step_is_found_despite_the_swings(tmp_path) 
     assert rows["kl_facts"].mean_a - rows["kl_facts"].mean_b == pytest.approx(0.02)
     assert rows["kl_needle"].steps == 10  # a kind is paired only where both logged it
     same = {r.key: r for r in compare_logs(a, a)}
-    assert same["loss"].better_b == 0 and same["loss"].p == 1.0
+    assert same["loss"].better_b == same["loss"].better_a == 0 and same["loss"].p == 1.0
 
 
-def test_up_to_keeps_only_the_early_steps(tmp_path) -> None:
+def test_up_to_and_from_keep_a_window_of_steps(tmp_path) -> None:
     a, b = training_rows(_log(tmp_path, "a.jsonl", _rows(0.0))), training_rows(_log(tmp_path, "b.jsonl", _rows(0.01)))
     assert compare_logs(a, b, up_to=100)[0].steps == 5
+    window = compare_logs(a, b, up_to=200, since=120)[0]
+    assert window.steps == 5 and window.better_a == 5 and window.better_b == 0
+    with pytest.raises(ValueError, match="between 500 and None: they share steps 20-400"):
+        compare_logs(a, b, since=500)
 
 
 def test_logs_that_cannot_pair_are_refused_by_name(tmp_path) -> None:
@@ -55,7 +59,7 @@ def test_logs_that_cannot_pair_are_refused_by_name(tmp_path) -> None:
 def test_the_command_prints_a_table_and_names_a_missing_log(tmp_path, capsys) -> None:
     main([str(_log(tmp_path, "a.jsonl", _rows(0.0))), str(_log(tmp_path, "b.jsonl", _rows(-0.01)))])
     out = capsys.readouterr().out
-    assert "| loss | 20 |" in out and "20 of 20" in out
+    assert "| loss | 20 |" in out and "| 20 of 20 | 0 |" in out
     with pytest.raises(SystemExit):
         main([str(tmp_path / "a.jsonl"), str(tmp_path / "missing.jsonl")])
     assert "missing.jsonl" in capsys.readouterr().err
