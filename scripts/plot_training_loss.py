@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> None:
         ax.plot(steps, loss, marker=".", label=label, color=colors[i % len(colors)])
     ax.set_xlabel("optimizer step (stages chained; each stage has its own data mix, so levels differ)")
     ax.set_ylabel("KL on answer tokens")
-    ax.set_title("SmolLM2-135M hypernetwork: training loss (logged every 20 steps)")
+    ax.set_title("SmolLM2-135M hypernetwork: training loss (as logged: every 20 steps, every step from R8 on)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()
