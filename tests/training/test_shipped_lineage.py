@@ -7,6 +7,8 @@ import itertools
 import json
 from pathlib import Path
 
+import pytest
+
 from d2l_rag.default_checkpoint import SHIPPED_CHECKPOINTS
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -52,3 +54,14 @@ def test_curves_chain_the_stages_and_a_lost_log_keeps_its_place(tmp_path: Path):
     (checkpoint / "config.json").write_text(json.dumps(config))
     (only,) = plot_training_loss.stage_curves(checkpoint, LOGS)
     assert only[0].startswith(second["stage"]) and min(only[1]) > first["steps"]
+
+
+def test_an_average_names_its_members_and_their_weights():
+    """A checkpoint shipped as a mean of runs (d2l_rag.training.average) says which runs, so it can be remade."""
+    members = SHIPPED_CONFIG["training"].get("average_of", [])
+    assert not members or len(members) >= 2
+    assert sum(m["weight"] for m in members) == pytest.approx(1.0 if members else 0.0)
+    stages = {s["stage"] for s in SHIPPED_CONFIG["training"]["lineage"]}
+    for member in members:
+        assert len(member["id"]) == 16 and int(member["id"], 16) >= 0
+        assert member["checkpoint"].split(" step ")[0] in stages, member
