@@ -32,6 +32,7 @@ __all__ = [
     "build_hypernetwork",
     "load_checkpoint",
     "save_checkpoint",
+    "write_checkpoint",
 ]
 
 WEIGHTS_NAME = "hypernetwork.safetensors"
@@ -109,10 +110,15 @@ def save_checkpoint(
     dtype: torch.dtype = torch.bfloat16,
 ) -> Path:
     """Write weights (bf16 by default, to keep the shipped file small) and config atomically."""
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().to("cpu", dtype).contiguous() for k, v in network.state_dict().items()}
     config = CheckpointConfig(hypernet=network.config, base=lm.fingerprint, base_name=lm.name, training=training or {})
+    return write_checkpoint(state, config, directory)
+
+
+def write_checkpoint(state: dict[str, torch.Tensor], config: CheckpointConfig, directory: str | Path) -> Path:
+    """Write weights and config into `directory` atomically: a reader sees the old pair or the new, never a mix."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=directory) as tmp:
         save_file(state, os.path.join(tmp, WEIGHTS_NAME))
         Path(tmp, CONFIG_NAME).write_text(config.model_dump_json(indent=2))

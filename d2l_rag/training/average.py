@@ -12,18 +12,16 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load, save_file
+from safetensors.torch import load
 
 from d2l_rag.errors import D2LError
-from d2l_rag.model.checkpoint import CONFIG_NAME, WEIGHTS_NAME, CheckpointConfig, read_checkpoint_config
+from d2l_rag.model.checkpoint import WEIGHTS_NAME, CheckpointConfig, read_checkpoint_config, write_checkpoint
 
 __all__ = ["average_checkpoints", "main"]
 
@@ -98,14 +96,7 @@ def average_checkpoints(
         }
     config = configs[0].model_copy(update={"training": training})
 
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=out) as tmp:
-        save_file(mean, os.path.join(tmp, WEIGHTS_NAME))
-        Path(tmp, CONFIG_NAME).write_text(config.model_dump_json(indent=2))
-        os.replace(os.path.join(tmp, WEIGHTS_NAME), out / WEIGHTS_NAME)
-        os.replace(os.path.join(tmp, CONFIG_NAME), out / CONFIG_NAME)
-    return out
+    return write_checkpoint(mean, config, out)
 
 
 def main(argv: list[str] | None = None) -> None:
