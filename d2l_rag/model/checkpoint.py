@@ -31,6 +31,7 @@ __all__ = [
     "LoadedHypernetwork",
     "build_hypernetwork",
     "load_checkpoint",
+    "read_weights",
     "save_checkpoint",
     "write_checkpoint",
 ]
@@ -157,19 +158,24 @@ def load_checkpoint(directory: str | Path, lm: FrozenLM) -> LoadedHypernetwork:
     directory = Path(directory)
     config = read_checkpoint_config(directory)
     _check_base(config.base, lm.fingerprint, directory)
-    weights = directory / WEIGHTS_NAME
+    state, hypernet_id = read_weights(directory)
+    network = build_hypernetwork(lm, config.hypernet)
+    try:
+        network.load_state_dict({k: v.float() for k, v in state.items()}, strict=True)
+    except RuntimeError as exc:
+        raise CheckpointMismatchError(f"{directory / WEIGHTS_NAME} does not match its config: {exc}") from exc
+    network.to(lm.device).eval().requires_grad_(False)
+    return LoadedHypernetwork(network, config, hypernet_id)
+
+
+def read_weights(directory: str | Path) -> tuple[dict[str, torch.Tensor], str]:
+    """A checkpoint's tensors as stored and its id: 16 hex digits of the weights file's sha256."""
+    weights = Path(directory) / WEIGHTS_NAME
     if not weights.is_file():
-        raise _missing_weights_error(directory)
+        raise _missing_weights_error(Path(directory))
     blob = weights.read_bytes()  # parsed and hashed from the same bytes, so the id is the id of these weights
     try:
         state = load(blob)
     except (SafetensorError, OSError, ValueError) as exc:
         raise D2LError(f"{weights} is not a valid safetensors file: {exc}") from exc
-    network = build_hypernetwork(lm, config.hypernet)
-    try:
-        network.load_state_dict({k: v.float() for k, v in state.items()}, strict=True)
-    except RuntimeError as exc:
-        raise CheckpointMismatchError(f"{weights} does not match its config: {exc}") from exc
-    network.to(lm.device).eval().requires_grad_(False)
-    hypernet_id = hashlib.sha256(blob).hexdigest()[:16]
-    return LoadedHypernetwork(network, config, hypernet_id)
+    return state, hashlib.sha256(blob).hexdigest()[:16]

@@ -11,31 +11,20 @@ base fingerprint and tensor shapes, so the mean is a network the base model can 
 from __future__ import annotations
 
 import argparse
-import hashlib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import torch
-from safetensors import SafetensorError
-from safetensors.torch import load
-
 from d2l_rag.errors import D2LError
-from d2l_rag.model.checkpoint import WEIGHTS_NAME, CheckpointConfig, read_checkpoint_config, write_checkpoint
+from d2l_rag.model.checkpoint import (
+    WEIGHTS_NAME,
+    CheckpointConfig,
+    read_checkpoint_config,
+    read_weights,
+    write_checkpoint,
+)
 
 __all__ = ["average_checkpoints", "main"]
-
-
-def _read_weights(directory: Path) -> tuple[dict[str, torch.Tensor], str]:
-    """The state dict and the checkpoint id (16 hex digits of the file's sha256, as `load_checkpoint` reports)."""
-    path = directory / WEIGHTS_NAME
-    if not path.is_file():
-        raise D2LError(f"{path} not found")
-    blob = path.read_bytes()
-    try:
-        return load(blob), hashlib.sha256(blob).hexdigest()[:16]
-    except (SafetensorError, ValueError) as exc:
-        raise D2LError(f"{path} is not a valid safetensors file: {exc}") from exc
 
 
 def _check_same_network(first: Path, config: CheckpointConfig, other: Path, other_config: CheckpointConfig) -> None:
@@ -73,7 +62,7 @@ def average_checkpoints(
     configs = [read_checkpoint_config(p) for p in paths]
     for path, config in zip(paths[1:], configs[1:], strict=True):
         _check_same_network(paths[0], configs[0], path, config)
-    states, ids = zip(*(_read_weights(p) for p in paths), strict=True)
+    states, ids = zip(*(read_weights(p) for p in paths), strict=True)
     for path, state in zip(paths[1:], states[1:], strict=True):
         reshaped = {k for k in state.keys() & states[0].keys() if state[k].shape != states[0][k].shape}
         mismatched = sorted(set(state) ^ set(states[0]) | reshaped)
@@ -109,7 +98,7 @@ def main(argv: list[str] | None = None) -> None:
         out = average_checkpoints(args.checkpoints, args.out, args.weights)
     except D2LError as exc:
         parser.exit(2, f"error: {exc}\n")
-    print(f"wrote {out / WEIGHTS_NAME} (id {_read_weights(out)[1]})")
+    print(f"wrote {out / WEIGHTS_NAME} (id {read_weights(out)[1]})")
 
 
 if __name__ == "__main__":
