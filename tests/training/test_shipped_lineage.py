@@ -64,4 +64,8 @@ def test_an_average_names_its_members_and_their_weights():
     stages = {s["stage"] for s in SHIPPED_CONFIG["training"]["lineage"]}
     for member in members:
         assert len(member["id"]) == 16 and int(member["id"], 16) >= 0
-        assert member["checkpoint"].split(" step ")[0] in stages, member
+        stage = member["checkpoint"].split(" step ")[0]
+        if stage not in stages:  # a sibling run off the chain: it names its config, its log and where it began
+            assert (ROOT / member["config"]).is_file(), member
+            assert (LOGS / f"stage_{stage}.jsonl").is_file(), member
+            assert member["from"].split(" step ")[0] in stages, member
