@@ -80,7 +80,12 @@ def weights_id(network: Hypernetwork) -> str:
     from safetensors.torch import save
 
     state = {k: v.detach().to("cpu", torch.bfloat16).contiguous() for k, v in network.state_dict().items()}
-    return hashlib.sha256(save(state)).hexdigest()[:16]
+    return _blob_id(save(state))
+
+
+def _blob_id(blob: bytes) -> str:
+    """A checkpoint's id: 16 hex digits of the sha256 of its weights file's bytes (one definition for every reader)."""
+    return hashlib.sha256(blob).hexdigest()[:16]
 
 
 def build_hypernetwork(lm: FrozenLM, config: HypernetConfig) -> Hypernetwork:
@@ -178,4 +183,4 @@ def read_weights(directory: str | Path) -> tuple[dict[str, torch.Tensor], str]:
         state = load(blob)
     except (SafetensorError, OSError, ValueError) as exc:
         raise D2LError(f"{weights} is not a valid safetensors file: {exc}") from exc
-    return state, hashlib.sha256(blob).hexdigest()[:16]
+    return state, _blob_id(blob)
